@@ -1,0 +1,5 @@
+import sys
+
+from dhkd.cli import main
+
+sys.exit(main())
