@@ -26,8 +26,11 @@ class DataConfig(_Section):
     max_train_images: int | None = Field(None, ge=1, description="cap on train/good images")
 
 
+BackboneName = Literal["efficientnet_lite0", "resnet18", "wide_resnet50_2", "tiny"]
+
+
 class BackboneConfig(_Section):
-    name: Literal["efficientnet_lite0", "resnet18", "wide_resnet50_2", "tiny"] = "efficientnet_lite0"
+    name: BackboneName = "efficientnet_lite0"
     levels: tuple[int, ...] = Field(
         (2, 3), description="feature levels by stride: 1 = stride 4, 2 = stride 8, 3 = 16, 4 = 32"
     )
