@@ -1,0 +1,54 @@
+"""Anomaly maps and image scores from per-level student/teacher discrepancies (METHOD.md "Score")."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian smoothing of (B, H, W) maps, kernel radius 4 sigma, reflect padding."""
+    if sigma <= 0:
+        return maps
+    radius = max(1, int(math.ceil(4 * sigma)))
+    radius = min(radius, maps.shape[-1] - 1, maps.shape[-2] - 1)
+    coords = torch.arange(-radius, radius + 1, device=maps.device, dtype=maps.dtype)
+    kernel = torch.exp(-0.5 * (coords / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    x = maps.unsqueeze(1)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
+    return x.squeeze(1)
+
+
+def level_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) pair -> (B, h, w): mean over channels of the squared difference."""
+    return (student.float() - teacher.float()).pow(2).mean(dim=1)
+
+
+def fuse_maps(
+    level_maps: list[torch.Tensor], size: int, fusion: str, smoothing_sigma: float
+) -> torch.Tensor:
+    """Upsample per-level (B, h_l, w_l) maps to (B, size, size), fuse (sum | product), smooth."""
+    ups = [
+        F.interpolate(m.unsqueeze(1), size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+        for m in level_maps
+    ]
+    if fusion == "sum":
+        fused = torch.stack(ups).sum(0)
+    else:
+        fused = torch.stack(ups).clamp_min(1e-12).log().sum(0).exp()
+    return gaussian_blur(fused, smoothing_sigma)
+
+
+def image_scores(maps: torch.Tensor, pooling: str, topk_fraction: float = 0.01) -> torch.Tensor:
+    """(B, H, W) -> (B,) by max, mean, or mean of the top-k fraction of pixels."""
+    flat = maps.flatten(1)
+    if pooling == "max":
+        return flat.max(dim=1).values
+    if pooling == "mean":
+        return flat.mean(dim=1)
+    k = max(1, int(round(flat.shape[1] * topk_fraction)))
+    return flat.topk(k, dim=1).values.mean(dim=1)

@@ -1,0 +1,56 @@
+"""Feature-level noise that simulates anomalies during student training (METHOD.md part 3).
+
+f_noisy = f + m * eps, eps ~ N(0, (sigma * rms(f))^2); m is all-ones ("full") or a set of random
+square patches at the same relative location on every level ("patches"); each sample is noised
+with probability `prob`. The student must still predict the teacher's output for the clean f.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def patch_masks(
+    batch: int, count: int, size: float, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
+    """Random patch boxes in relative coordinates, (B, count, 4) as (y0, x0, y1, x1) in [0, 1]."""
+    corner = torch.rand(batch, count, 2, generator=generator, device=device) * (1 - size)
+    return torch.cat([corner, corner + size], dim=-1)
+
+
+def _boxes_to_mask(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(B, K, 4) relative boxes -> (B, 1, H, W) float mask of their union."""
+    ys = (torch.arange(height, device=boxes.device).float() + 0.5) / height
+    xs = (torch.arange(width, device=boxes.device).float() + 0.5) / width
+    y0, x0, y1, x1 = (boxes[..., i, None, None] for i in range(4))
+    inside = (ys[:, None] >= y0) & (ys[:, None] < y1) & (xs[None, :] >= x0) & (xs[None, :] < x1)
+    return inside.any(dim=1, keepdim=True).float()
+
+
+def add_feature_noise(
+    feats: list[torch.Tensor],
+    *,
+    sigma: float,
+    mask: str,
+    prob: float,
+    patch_size: float,
+    patch_count: int,
+    generator: torch.Generator,
+) -> list[torch.Tensor]:
+    """Noisy copies of per-level features [(B, C_l, H_l, W_l)]; the inputs are not modified."""
+    if sigma <= 0 or prob <= 0:
+        return feats
+    batch, device = feats[0].shape[0], feats[0].device
+    chosen = (torch.rand(batch, generator=generator, device=device) < prob).float()
+    boxes = None
+    if mask == "patches":
+        boxes = patch_masks(batch, patch_count, patch_size, generator, device)
+    noisy = []
+    for f in feats:
+        rms = f.detach().pow(2).mean().sqrt()
+        eps = torch.randn(f.shape, generator=generator, device=device, dtype=f.dtype)
+        m = chosen.view(-1, 1, 1, 1)
+        if boxes is not None:
+            m = m * _boxes_to_mask(boxes, f.shape[-2], f.shape[-1])
+        noisy.append(f + m * eps * (sigma * rms))
+    return noisy
