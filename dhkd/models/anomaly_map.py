@@ -1,4 +1,4 @@
-"""Anomaly maps and image scores from per-level student/teacher discrepancies (METHOD.md "Score")."""
+"""Anomaly maps and image scores from per-level student/teacher discrepancies (METHOD.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian smoothing of (B, H, W) maps, kernel radius 4 sigma, reflect padding."""
     if sigma <= 0:
         return maps
-    radius = max(1, int(math.ceil(4 * sigma)))
+    radius = max(1, math.ceil(4 * sigma))
     radius = min(radius, maps.shape[-1] - 1, maps.shape[-2] - 1)
     coords = torch.arange(-radius, radius + 1, device=maps.device, dtype=maps.dtype)
     kernel = torch.exp(-0.5 * (coords / sigma) ** 2)
@@ -50,5 +50,5 @@ def image_scores(maps: torch.Tensor, pooling: str, topk_fraction: float = 0.01) 
         return flat.max(dim=1).values
     if pooling == "mean":
         return flat.mean(dim=1)
-    k = max(1, int(round(flat.shape[1] * topk_fraction)))
+    k = max(1, round(flat.shape[1] * topk_fraction))
     return flat.topk(k, dim=1).values.mean(dim=1)

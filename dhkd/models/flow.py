@@ -66,7 +66,7 @@ class FeatureFlow(nn.Module):
             enc = positional_encoding(pos_enc_dim, height, width)
             self.register_buffer("encoding", enc, persistent=False)
             cond_shape = tuple(enc.shape)
-        hidden = max(8, int(round(channels * hidden_ratio)))
+        hidden = max(8, round(channels * hidden_ratio))
         self.inn = Ff.SequenceINN(channels, height, width)
         for k in range(depth):
             kwargs = {"cond": 0, "cond_shape": cond_shape} if pos_enc else {}

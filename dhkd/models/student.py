@@ -108,7 +108,7 @@ class LevelStudent(nn.Module):
         hidden_ratio: float = 1.0,
     ) -> None:
         super().__init__()
-        hidden = max(8, int(round(channels * hidden_ratio)))
+        hidden = max(8, round(channels * hidden_ratio))
         self.stem = nn.Sequential(
             nn.Conv2d(channels, hidden, 3, padding=1), _norm(hidden), nn.GELU()
         )
