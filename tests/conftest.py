@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,12 @@ SHARED_DATA = REPO_ROOT / ".." / "shared" / "data"
 SYNTHETIC_CATEGORIES = ("stripes", "widget")
 SYNTHETIC_SIZE = 64
 SYNTHETIC_COUNTS = {"n_train": 12, "n_test_good": 4, "n_test_defect": 6}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _feature_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the default feature cache of every test run out of the user's ~/.cache."""
+    os.environ["DHKD_FEATURE_CACHE"] = str(tmp_path_factory.mktemp("feature_cache"))
 
 
 @pytest.fixture(scope="session")

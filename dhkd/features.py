@@ -1,0 +1,149 @@
+"""Frozen-backbone features, computed once per (dataset, category, split, backbone, image size).
+
+Every trial of a study on a node shares them: an in-process LRU of recent entries plus a disk
+cache (one .pt file per key, written atomically under a file lock so that concurrent trials
+compute a key once). The key hashes the dataset's file list (names, sizes, mtimes) so that a
+changed dataset is never served stale features.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from filelock import FileLock
+
+from dhkd.config import TrainConfig
+from dhkd.data.images import load_split
+from dhkd.data.index import index_category
+from dhkd.models.backbone import build_backbone
+
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CachedSplit:
+    """One split of one category: backbone features and the images/masks they came from."""
+
+    features: list[torch.Tensor]  # per level (N, C_l, H_l, W_l) float16
+    images: np.ndarray  # uint8 (N, S, S, 3)
+    labels: np.ndarray  # int64 (N,)
+    masks: np.ndarray  # uint8 (N, S, S) in {0, 1}
+    paths: tuple[str, ...]
+
+    @property
+    def shapes(self) -> list[tuple[int, int, int]]:
+        return [tuple(f.shape[1:]) for f in self.features]
+
+
+def _backbone_identity(cfg: TrainConfig) -> dict:
+    bb = cfg.backbone
+    ident = {"name": bb.name, "levels": sorted(bb.levels), "pretrained": bb.pretrained}
+    if bb.weights:
+        path = Path(bb.weights)
+        ident["weights"] = [str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns]
+    return ident
+
+
+def cache_key(cfg: TrainConfig, data_root: Path, category: str, split: str, files: list[Path]):
+    listing = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    ident = {
+        "version": CACHE_VERSION,
+        "root": str(data_root.resolve()),
+        "category": category,
+        "split": split,
+        "image_size": cfg.data.image_size,
+        "max_train_images": cfg.data.max_train_images if split == "train" else None,
+        "backbone": _backbone_identity(cfg),
+        "files": listing,
+    }
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
+    return f"{category}-{split}-{cfg.backbone.name}-{cfg.data.image_size}px-{digest}"
+
+
+@torch.no_grad()
+def extract_features(
+    cfg: TrainConfig, images: np.ndarray, device: torch.device, batch_size: int = 16
+) -> list[torch.Tensor]:
+    """uint8 (N, S, S, 3) -> per level (N, C_l, H_l, W_l) float16 on the CPU."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # random-init backbones (tests) are the same in every process
+        backbone = build_backbone(cfg.backbone).to(device)
+    chunks: list[list[torch.Tensor]] = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(images[start : start + batch_size]).to(device)
+        batch = batch.permute(0, 3, 1, 2).float() / 255.0
+        chunks.append([f.half().cpu() for f in backbone(batch)])
+    return [torch.cat(level) for level in zip(*chunks, strict=True)]
+
+
+class FeatureCache:
+    """Memory LRU + disk cache of CachedSplit features; see the module docstring."""
+
+    def __init__(self, directory: str | Path | None = None, max_memory_items: int = 8) -> None:
+        if directory is None:
+            directory = os.environ.get("DHKD_FEATURE_CACHE") or Path.home() / ".cache/dhkd/features"
+        self.directory = Path(directory) if str(directory) else None
+        self.max_memory_items = max_memory_items
+        self._memory: OrderedDict[str, CachedSplit] = OrderedDict()
+        self.stats = {"hits_memory": 0, "hits_disk": 0, "misses": 0, "seconds_computing": 0.0}
+
+    def get(
+        self,
+        cfg: TrainConfig,
+        data_root: str | Path,
+        category: str,
+        split: str,
+        device: torch.device | None = None,
+    ) -> CachedSplit:
+        root = Path(data_root)
+        index = index_category(root, category)
+        max_images = cfg.data.max_train_images if split == "train" else None
+        data = load_split(index, split, cfg.data.image_size, max_images=max_images)
+        key = cache_key(cfg, root, category, split, [Path(p) for p in data.paths])
+        if key in self._memory:
+            self._memory.move_to_end(key)
+            self.stats["hits_memory"] += 1
+            return self._memory[key]
+        features = self._load_or_compute(key, cfg, data.images, device or torch.device("cpu"))
+        entry = CachedSplit(features, data.images, data.labels, data.masks, data.paths)
+        self._memory[key] = entry
+        while len(self._memory) > self.max_memory_items:
+            self._memory.popitem(last=False)
+        return entry
+
+    def _load_or_compute(self, key: str, cfg, images, device) -> list[torch.Tensor]:
+        if self.directory is None:
+            return self._compute(cfg, images, device)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{key}.pt"
+        with FileLock(str(path) + ".lock"):
+            if path.is_file():
+                self.stats["hits_disk"] += 1
+                return torch.load(path, map_location="cpu", weights_only=True)["features"]
+            features = self._compute(cfg, images, device)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            torch.save({"features": features}, tmp)
+            os.replace(tmp, path)
+        return features
+
+    def _compute(self, cfg, images, device) -> list[torch.Tensor]:
+        start = time.perf_counter()
+        self.stats["misses"] += 1
+        features = extract_features(cfg, images, device)
+        self.stats["seconds_computing"] += time.perf_counter() - start
+        return features
+
+
+@functools.cache
+def default_feature_cache() -> FeatureCache:
+    """The process-wide cache (memory + the default disk directory)."""
+    return FeatureCache()

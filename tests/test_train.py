@@ -1,0 +1,143 @@
+"""fit_units / fit / `dhkd train` on the synthetic session dataset with the tiny preset."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from dhkd.cli import main
+from dhkd.config import load_config
+from dhkd.errors import DataError, TrainingError
+from dhkd.features import FeatureCache
+from dhkd.train import fit, fit_units
+
+METRIC_KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro")
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return FeatureCache(tmp_path / "features")
+
+
+def test_fit_units_reports_each_epoch_and_means(synthetic_root, cache, tmp_path):
+    cfg = load_config("tiny", overrides={"optim.epochs": 3, "optim.eval_every": 2})
+    reports = []
+    result = fit_units(
+        cfg,
+        synthetic_root,
+        [("stripes", 0), ("widget", 0), ("widget", 1)],
+        callback=reports.append,
+        feature_cache=cache,
+        out_dir=tmp_path / "out",
+        progress=False,
+    )
+    assert [r.epoch for r in reports] == [1, 2, 3]
+    assert "image_auroc" not in reports[0].metrics and "image_auroc" in reports[1].metrics
+    m = result["metrics"]
+    for key in METRIC_KEYS:
+        assert 0.0 <= m[key] <= 1.0
+        widget = [u[key] for u in result["units"] if u["category"] == "widget"]
+        assert m[f"widget/{key}"] == pytest.approx(sum(widget) / 2)
+        assert m[key] == pytest.approx(sum(u[key] for u in result["units"]) / 3)
+    out = tmp_path / "out"
+    assert json.loads((out / "metrics.json").read_text())["pixel_aupro"] == m["pixel_aupro"]
+    assert (out / "maps_widget_s1.png").stat().st_size > 1000
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["config"]["optim"]["epochs"] == 3 and len(ckpt["units"]) == 3
+
+
+def test_resume_from_state_continues_and_matches_uninterrupted_run(synthetic_root, cache, tmp_path):
+    cfg = load_config("tiny", overrides={"optim.epochs": 3})
+    units = [("stripes", 0)]
+    full = fit_units(cfg, synthetic_root, units, feature_cache=cache, progress=False)
+
+    states = {}
+
+    def stop_after_two(report):
+        states[report.epoch] = report.state()
+        if report.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_units(
+            cfg, synthetic_root, units, callback=stop_after_two, feature_cache=cache, progress=False
+        )
+    path = tmp_path / "state.pt"
+    torch.save(states[2], path)
+    resumed_epochs = []
+    resumed = fit_units(
+        cfg,
+        synthetic_root,
+        units,
+        resume_state=torch.load(path, weights_only=True),
+        callback=lambda r: resumed_epochs.append(r.epoch),
+        feature_cache=cache,
+        progress=False,
+    )
+    assert resumed_epochs == [3]
+    for key in METRIC_KEYS:
+        assert resumed["metrics"][key] == pytest.approx(full["metrics"][key], abs=1e-6)
+
+
+def test_feature_cache_is_reused_from_memory_and_disk(synthetic_root, tmp_path):
+    cfg = load_config("tiny")
+    first = FeatureCache(tmp_path / "f")
+    a = first.get(cfg, synthetic_root, "stripes", "train")
+    first.get(cfg, synthetic_root, "stripes", "train")
+    assert first.stats["misses"] == 1 and first.stats["hits_memory"] == 1
+    second = FeatureCache(tmp_path / "f")
+    b = second.get(cfg, synthetic_root, "stripes", "train")
+    assert second.stats["hits_disk"] == 1 and second.stats["misses"] == 0
+    assert all(torch.equal(x, y) for x, y in zip(a.features, b.features, strict=True))
+    other = load_config("tiny", overrides={"data.image_size": 96})
+    second.get(other, synthetic_root, "stripes", "train")
+    assert second.stats["misses"] == 1  # another image size is another key
+
+
+def test_nan_loss_stops_with_a_clear_error(synthetic_root, cache):
+    cfg = load_config("tiny", overrides={"optim.lr": 1e30, "teacher.epochs": 0, "optim.epochs": 3})
+    with pytest.raises(TrainingError, match=r"non-finite loss.*stripes/seed0"):
+        fit(cfg, synthetic_root, "stripes", None, feature_cache=cache, progress=False)
+
+
+def test_category_without_defects_is_refused_before_training(synthetic_root, tmp_path, cache):
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root / "stripes", root / "stripes")
+    for folder in (root / "stripes" / "test").iterdir():
+        if folder.name != "good":
+            shutil.rmtree(folder)
+    shutil.rmtree(root / "stripes" / "ground_truth")
+    with pytest.raises(DataError, match="defective"):
+        fit(load_config("tiny"), root, "stripes", None, feature_cache=cache, progress=False)
+
+
+def test_train_command_writes_outputs_and_rejects_bad_config(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = [
+        "train",
+        "--data",
+        str(synthetic_root),
+        "--category",
+        "widget",
+        "--preset",
+        "tiny",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    for name in ("metrics.json", "checkpoint.pt", "config.yaml", "maps_widget_s0.png"):
+        assert (out / name).is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"image_auroc", "pixel_auroc", "pixel_aupro", "train_seconds", "peak_rss_mb"} <= set(
+        metrics
+    )
+    assert main([*argv, "--set", "teacher.dpeth=3"]) == 2
+    assert "unknown key 'teacher.dpeth'" in capsys.readouterr().err
+    assert main([*argv, "--set", "teacher.depth=many"]) == 2
+    assert (
+        main(["train", "--data", str(tmp_path / "nope"), "--category", "x", "--out", str(out)]) == 2
+    )
