@@ -1,0 +1,132 @@
+"""`dhkd study run|sync|check`: run a study file, replay its tracking outbox, validate files."""
+
+from __future__ import annotations
+
+import argparse
+
+SMOKE_HELP = (
+    "CI mode: the same study made tiny - preset tiny (random-init backbone), 64 px, 2 student "
+    "epochs, at most 2 categories and 2 trials, one seed, CPU only, generated data standing in "
+    "for an absent data root; named NAME-smoke unless --name is given"
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "study",
+        help="run, resume and sync hyperparameter / ablation studies",
+        description="Studies are YAML files (studies/*.yaml): Ray Tune runs the trials, a "
+        "persistent Optuna study suggests them, MLflow records one study run with a nested run "
+        "per trial.",
+    )
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    run = verbs.add_parser(
+        "run",
+        help="run a study, or resume it if one of that name exists under the storage path",
+        description="Run SPEC. Running the same command again resumes an interrupted study: "
+        "finished trials are kept, interrupted ones continue from their checkpoints. "
+        "Defaults: a local Ray instance, MLflow in sqlite:///runs/mlflow.db, Ray storage in "
+        "runs/ray (relative to the working directory).",
+    )
+    run.add_argument("spec", help="study file, e.g. studies/quickstart.yaml")
+    run.add_argument("--smoke-test", action="store_true", help=SMOKE_HELP)
+    run.add_argument("--address", help="Ray cluster to join, e.g. auto (default: start locally)")
+    run.add_argument("--tracking-uri", default=None, help="MLflow URI (sqlite:///runs/mlflow.db)")
+    run.add_argument("--storage-path", default=None, help="Ray storage folder (runs/ray)")
+    run.add_argument("--name", help="study name (default: the spec's name)")
+    run.add_argument("--artifact-location", help="MLflow artifact root for a new experiment")
+    run.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default all)")
+    run.add_argument(
+        "--feature-cache",
+        default="auto",
+        metavar="DIR|auto|off",
+        help="frozen-backbone feature cache on each node; auto: STORAGE/features locally, "
+        "~/.cache/dhkd/features (or $DHKD_FEATURE_CACHE) with --address",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.set_defaults(func=run_command)
+
+    sync = verbs.add_parser(
+        "sync",
+        help="send tracking results kept while the MLflow server was down",
+        description="Replay the outbox of study NAME (runs/ray/NAME/study/outbox.jsonl).",
+    )
+    sync.add_argument("name")
+    sync.add_argument("--storage-path", default=None, help="Ray storage folder (runs/ray)")
+    sync.add_argument("--tracking-uri", help="default: the URI the study last ran with")
+    sync.set_defaults(func=sync_command)
+
+    check = verbs.add_parser("check", help="validate study files without running them")
+    check.add_argument("specs", nargs="+")
+    check.add_argument("--smoke-test", action="store_true", help="also check the smoke version")
+    check.set_defaults(func=check_command)
+
+
+def load_for_run(path: str, smoke: bool, name: str | None):
+    from dhkd.study import load_spec, smoke_spec
+    from dhkd.study.spec import StudySpec, describe_spec_error
+
+    spec = load_spec(path)
+    if smoke:
+        spec = smoke_spec(spec)
+    if name:
+        from pydantic import ValidationError
+
+        from dhkd.errors import ConfigError
+
+        try:
+            spec = StudySpec.model_validate({**spec.model_dump(), "name": name})
+        except ValidationError as exc:
+            raise ConfigError(describe_spec_error(exc, "--name")) from None
+    return spec
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from dhkd.study.runner import DEFAULT_STORAGE, DEFAULT_TRACKING, RunOptions, run_study
+
+    spec = load_for_run(args.spec, args.smoke_test, args.name)
+    opts = RunOptions(
+        storage_path=args.storage_path or DEFAULT_STORAGE,
+        tracking_uri=args.tracking_uri or DEFAULT_TRACKING,
+        address=args.address,
+        artifact_location=args.artifact_location,
+        num_cpus=args.num_cpus,
+        feature_cache=args.feature_cache,
+        quiet=args.quiet,
+    )
+    summary = run_study(spec, opts)
+    return 0 if summary.complete else 1
+
+
+def sync_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dhkd.study.layout import StudyPaths
+    from dhkd.study.runner import DEFAULT_STORAGE
+    from dhkd.study.tracking import Tracker, check_tracking, normalize_uri
+
+    paths = StudyPaths(Path(args.storage_path or DEFAULT_STORAGE), args.name)
+    tracker = Tracker.open(paths)
+    if args.tracking_uri:
+        tracker = Tracker(paths, normalize_uri(args.tracking_uri), tracker.artifact_location)
+    check_tracking(tracker.uri)
+    waiting = tracker.pending
+    remaining = tracker.flush()
+    print(f"study {args.name}: sent {waiting - remaining} tracking operations to {tracker.uri}"
+          f", {remaining} still waiting")  # fmt: skip
+    for text in tracker.rejected:
+        print(f"rejected: {text}")
+    return 0 if remaining == 0 else 1
+
+
+def check_command(args: argparse.Namespace) -> int:
+    from dhkd.study import load_spec, smoke_spec
+
+    for path in args.specs:
+        spec = load_spec(path)
+        if args.smoke_test:
+            smoke_spec(spec)
+        print(f"{path}: ok - {spec.name}: {spec.trials} trials x {len(spec.units)} units, "
+              f"{spec.sampler.type} sampler, scheduler {spec.scheduler.type}, "
+              f"search {sorted(spec.space)}")  # fmt: skip
+    return 0

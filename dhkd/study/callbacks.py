@@ -1,0 +1,192 @@
+"""Driver-side Tune callbacks: MLflow tracking of every trial, and concise progress lines.
+
+Both run in the driver process only (never in trials) and hold nothing that cannot be
+rebuilt from the study folder: Tuner.restore unpickles them from tuner.pkl, and `setup`
+reconnects them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from dhkd.study.budget import budget_state
+from dhkd.study.layout import StudyPaths, read_json
+from dhkd.study.outcome import (
+    EPOCH,
+    FAILED,
+    OBJECTIVE,
+    PARAMS,
+    PRUNED,
+    TRIAL_NUMBER,
+    tracked_metrics,
+    trial_outcome,
+)
+from dhkd.study.spec import StudySpec
+from dhkd.study.tracking import Tracker
+
+
+def trial_params(spec: StudySpec, config: dict[str, Any]) -> dict[str, Any]:
+    """MLflow params of a trial: the resolved TrainConfig (flat) and the study keys."""
+    flat = spec.trial_config(config.get(PARAMS, {})).to_flat_dict()
+    return {
+        **flat,
+        "study.name": spec.name,
+        "study.trial_number": config.get(TRIAL_NUMBER),
+        "study.categories": ",".join(spec.data.category_names),
+        "study.seeds": ",".join(str(s) for s in spec.seeds),
+        "study.objective": f"{spec.objective.mode} {spec.objective.metric}",
+        "study.searched": ",".join(sorted(config.get(PARAMS, {}))),
+    }
+
+
+def error_text(trial) -> str:
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).is_file():
+        return Path(path).read_text()
+    err = trial.get_error() if hasattr(trial, "get_error") else None
+    return str(err) if err else "the trial failed without an error message"
+
+
+def artifacts_of(trial) -> str | None:
+    checkpoint = trial.checkpoint
+    if checkpoint is None:
+        return None
+    folder = Path(checkpoint.path) / "artifacts"
+    return str(folder) if folder.is_dir() else None
+
+
+def stop_reason(paths: StudyPaths, trial) -> str:
+    stopped = (read_json(paths.scheduler_state, {}) or {}).get("stopped", {})
+    return f"asha at epoch {stopped[trial.trial_id]}" if trial.trial_id in stopped else "stopped"
+
+
+class TrackingCallback(Callback):
+    def __init__(self, paths: StudyPaths, spec: StudySpec) -> None:
+        self.paths = paths
+        self.spec = spec
+        self.tracker: Tracker | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "tracker": None}
+
+    def setup(self, **info) -> None:
+        self.tracker = Tracker.open(self.paths)
+
+    def _tracker(self) -> Tracker:
+        if self.tracker is None:
+            self.tracker = Tracker.open(self.paths)
+        return self.tracker
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        number = trial.config[TRIAL_NUMBER]
+        self._tracker().start_trial(number, trial.trial_id, trial_params(self.spec, trial.config))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if EPOCH in result:
+            number = trial.config[TRIAL_NUMBER]
+            self._tracker().log_metrics(number, tracked_metrics(result), int(result[EPOCH]))
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        state = trial_outcome(trial.last_result, error=False)
+        tags = {"stop_reason": stop_reason(self.paths, trial)} if state == PRUNED else {}
+        self._tracker().end_trial(
+            trial.config[TRIAL_NUMBER], state, artifacts=artifacts_of(trial), tags=tags
+        )
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        tags = {"failures": str(trial.num_failures)}
+        self._tracker().end_trial(
+            trial.config[TRIAL_NUMBER], FAILED, error=error_text(trial), tags=tags
+        )
+
+    def on_experiment_end(self, trials, **info) -> None:
+        """Trials Tune ended without telling anyone: out of budget (PRUNED in Optuna and
+        MLflow) or interrupted with the driver (run KILLED, Optuna RUNNING: resumable)."""
+        import optuna
+
+        from dhkd.study.searcher import finish_trial
+
+        study = optuna.load_study(study_name=self.spec.name, storage=self.paths.optuna_url)
+        frozen = study.get_trials(deepcopy=False)
+        exhausted = budget_state(self.paths).get("exhausted", False)
+        for trial in trials:
+            number = trial.config.get(TRIAL_NUMBER)
+            if number is None or number >= len(frozen) or frozen[number].state.is_finished():
+                continue
+            if exhausted:
+                finish_trial(study, number, PRUNED, None)
+                self._tracker().start_trial(
+                    number, trial.trial_id, trial_params(self.spec, trial.config)
+                )
+                self._tracker().end_trial(number, PRUNED, tags={"stop_reason": "budget"})
+            else:
+                self._tracker().end_trial(number, None)
+
+
+class ProgressCallback(Callback):
+    """One line per trial event, with the best value so far: `[study] #3 COMPLETE ... best`."""
+
+    def __init__(self, paths: StudyPaths, spec: StudySpec, total: int) -> None:
+        self.paths = paths
+        self.spec = spec
+        self.total = total
+        self.best: tuple[float, int] | None = None
+        self.start = time.time()
+
+    def setup(self, **info) -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        self.start = time.time()
+        study = optuna.load_study(study_name=self.spec.name, storage=self.paths.optuna_url)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if self._better(t.value):
+                self.best = (float(t.value), t.number)
+
+    def _done(self, trials, trial) -> str:
+        done = 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
+        return f"{done}/{self.total} done"
+
+    def _line(self, text: str) -> None:
+        elapsed = time.time() - self.start
+        best = "" if self.best is None else f" | best #{self.best[1]} {self.best[0]:.4f}"
+        print(f"[{self.spec.name} {elapsed:6.0f}s] {text}{best}", flush=True)
+
+    def _better(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value > self.best[0] if self.spec.objective.mode == "max" else value < self.best[0]
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        params = " ".join(f"{k}={v}" for k, v in trial.config.get(PARAMS, {}).items())
+        self._line(f"#{trial.config[TRIAL_NUMBER]} started ({trial.trial_id}) {params}")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if OBJECTIVE in result and not result.get("finished"):
+            self._line(
+                f"#{trial.config[TRIAL_NUMBER]} epoch {result.get(EPOCH)} "
+                f"{self.spec.objective.metric}={result[OBJECTIVE]:.4f}"
+            )
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        result = trial.last_result
+        state = trial_outcome(result, error=False)
+        value = result.get(OBJECTIVE)
+        if state != PRUNED and value is not None and self._better(value):
+            self.best = (float(value), trial.config[TRIAL_NUMBER])
+        shown = f" {self.spec.objective.metric}={value:.4f}" if value is not None else ""
+        self._line(f"#{trial.config[TRIAL_NUMBER]} {state}{shown} at epoch "
+                   f"{result.get(EPOCH)} ({self._done(trials, trial)})")  # fmt: skip
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self._line(f"#{trial.config[TRIAL_NUMBER]} failed; retrying "
+                   f"({trial.num_failures}/{self.spec.retries})")  # fmt: skip
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        last = error_text(trial).strip().splitlines()[-1:] or [""]
+        self._line(f"#{trial.config[TRIAL_NUMBER]} FAILED: {last[0][:160]} "
+                   f"({self._done(trials, trial)})")  # fmt: skip

@@ -1,0 +1,276 @@
+"""`run_study`: a spec -> a Ray Tune experiment (new, or resumed when one of that name exists).
+
+Order of events: validate the study folder against the spec, check that the tracking URI
+answers, send what an earlier run left in the outbox, resolve (or generate) the data, open the
+study run in MLflow, start (or join) Ray, run Tune, then summarise and close the study run.
+Only this driver talks to MLflow and Optuna; trials only report to Tune.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from dhkd.errors import ConfigError, DataError
+from dhkd.study.budget import BudgetStopper, add_used_time, budget_state
+from dhkd.study.layout import StudyPaths, digest, write_json
+from dhkd.study.searcher import open_optuna_study
+from dhkd.study.spec import StudySpec, spec_tree
+from dhkd.study.summary import StudySummary, collect, format_summary, write_summary
+from dhkd.study.tracking import Tracker, check_tracking, normalize_uri
+from dhkd.study.trainable import TrialContext
+
+DEFAULT_STORAGE = Path("runs") / "ray"
+DEFAULT_TRACKING = "sqlite:///runs/mlflow.db"
+
+
+@dataclass
+class RunOptions:
+    storage_path: str | Path = DEFAULT_STORAGE
+    tracking_uri: str = DEFAULT_TRACKING
+    address: str | None = None  # None: a local Ray instance; "auto": join a running cluster
+    artifact_location: str | None = None
+    num_cpus: int | None = None  # local Ray only
+    feature_cache: str = "auto"  # auto: <storage>/features locally, the node default on a
+    # cluster (~/.cache/dhkd/features or $DHKD_FEATURE_CACHE); "off"; or a folder on each node
+    fit_fn: Callable | None = None  # tests: a stand-in for dhkd.train.fit_units
+    quiet: bool = False
+
+
+def prepare_study_dir(paths: StudyPaths, spec: StudySpec) -> bool:
+    """Write the spec snapshot; returns True when the study already existed (a resume)."""
+    tree = spec_tree(spec)
+    if paths.spec.is_file():
+        old = yaml.safe_load(paths.spec.read_text())
+        if digest(old) != digest(tree):
+            raise ConfigError(
+                f"a study named '{spec.name}' already exists at {paths.experiment} with a "
+                "different spec; pass --name NEW_NAME to start another study, or delete "
+                "that folder to start this one again"
+            )
+        return True
+    paths.dir.mkdir(parents=True, exist_ok=True)
+    paths.spec.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return False
+
+
+def resolve_data(spec: StudySpec, paths: StudyPaths) -> Path:
+    """The data root: generated once under the storage path, or checked to hold every category."""
+    if spec.data.synthetic is not None:
+        params = spec.data.synthetic.model_dump()
+        out = paths.synthetic(params)
+        if not (out / ".complete").is_file():
+            from dhkd.data.synth import make_synthetic_dataset
+
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=out.parent))
+            make_synthetic_dataset(
+                tmp,
+                params["categories"],
+                image_size=params["image_size"],
+                seed=params["seed"],
+                n_train=params["n_train"],
+                n_test_good=params["n_test_good"],
+                n_test_defect=params["n_test_defect"],
+            )
+            (tmp / ".complete").write_text("ok\n")
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        return out
+    root = spec.data_root()
+    assert root is not None
+    missing = [c for c in spec.data.category_names if not (root / c).is_dir()]
+    if missing:
+        raise DataError(
+            f"data root {root} lacks categories {missing}; point data.root at a dataset in "
+            "MVTec layout, or try the study with --smoke-test (generated data)"
+        )
+    return root
+
+
+def _init_ray(opts: RunOptions) -> bool:
+    """Start a local Ray instance (or join `opts.address`); False if Ray was already up."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if opts.address:
+        ray.init(address=opts.address, log_to_driver=not opts.quiet)
+    else:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(num_cpus=opts.num_cpus, include_dashboard=False, log_to_driver=not opts.quiet)
+    return True
+
+
+def check_resources(spec: StudySpec) -> None:
+    """Fail fast when no node can ever hold one trial (Tune would wait forever)."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    need = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    if any(all(node.get(k, 0.0) >= v for k, v in need.items() if v > 0) for node in nodes):
+        return
+    raise ConfigError(
+        f"no Ray node has the {spec.resources.cpu:g} CPU / {spec.resources.gpu:g} GPU one trial "
+        f"asks for (resources: in the spec); nodes have {[dict(n) for n in nodes][:3]}. Lower "
+        "resources.cpu / resources.gpu, or join a larger cluster with --address"
+    )
+
+
+def _tuner(spec: StudySpec, paths: StudyPaths, context: TrialContext, quiet: bool):
+    from ray import tune
+
+    from dhkd.study.callbacks import ProgressCallback, TrackingCallback
+    from dhkd.study.scheduler import PersistentASHA
+    from dhkd.study.searcher import OptunaSearcher
+    from dhkd.study.trainable import run_trial
+
+    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
+    if tune.Tuner.can_restore(str(paths.experiment)):
+        return tune.Tuner.restore(str(paths.experiment), trainable, resume_unfinished=True)
+    scheduler = None
+    if spec.scheduler.type == "asha":
+        epochs = spec.base_config().optim.epochs
+        scheduler = PersistentASHA(
+            paths,
+            spec.objective.mode,
+            spec.scheduler.grace_period,
+            spec.scheduler.reduction_factor,
+            epochs,
+        )
+    callbacks = [TrackingCallback(paths, spec)]
+    if not quiet:
+        callbacks.append(ProgressCallback(paths, spec, spec.trials))
+    return tune.Tuner(
+        trainable,
+        param_space={},
+        tune_config=tune.TuneConfig(
+            search_alg=OptunaSearcher(paths, spec),
+            scheduler=scheduler,
+            num_samples=spec.trials,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name,
+            storage_path=str(paths.storage),
+            stop=BudgetStopper(paths, spec.budget.time_s),
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=spec.retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            verbose=0,
+        ),
+    )
+
+
+def _cache_dir(opts: RunOptions, paths: StudyPaths) -> str | None:
+    if opts.feature_cache == "off":
+        return ""
+    if opts.feature_cache == "auto":
+        return None if opts.address else str(paths.features)
+    return str(Path(opts.feature_cache).expanduser())
+
+
+def _trial_context(spec: StudySpec, data_root: Path, opts: RunOptions, paths) -> TrialContext:
+    if spec.data.synthetic is None:  # resolved again so a moved checkout still finds it
+        data_root = spec.data_root() or data_root
+    return TrialContext(
+        base_config=spec.base_config().model_dump(mode="json"),
+        data_root=str(data_root),
+        units=spec.units,
+        metric=spec.objective.metric,
+        feature_cache_dir=_cache_dir(opts, paths),
+        threads=max(1, int(spec.resources.cpu)),
+        fit_fn=opts.fit_fn,
+    )
+
+
+def run_study(spec: StudySpec, opts: RunOptions | None = None) -> StudySummary:
+    """Run (or resume) the study; returns its summary. Raises DhkdError before any trial runs
+    when the spec, the data or the tracking server is not usable."""
+    opts = opts or RunOptions()
+    start = time.monotonic()
+    paths = StudyPaths(Path(opts.storage_path), spec.name)
+    uri = normalize_uri(opts.tracking_uri)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # snapshots close to the truth
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    check_tracking(uri)
+    resumed = prepare_study_dir(paths, spec)
+    data_root = resolve_data(spec, paths)
+    open_optuna_study(paths, spec)  # created here, once, before any trial
+    write_json(paths.runtime, {"tracking_uri": uri, "artifact_location": opts.artifact_location})
+    tracker = Tracker(paths, uri, opts.artifact_location)
+    if tracker.pending and not opts.quiet:
+        print(f"[dhkd] sending {tracker.pending} tracking operations left by an earlier run")
+    tracker.flush()
+    context = _trial_context(spec, data_root, opts, paths)
+    started = _init_ray(opts)
+    try:
+        check_resources(spec)
+        tracker.start_study(spec.name, study_params(spec), {"dhkd.resumed": str(resumed)})
+        tune_start = time.monotonic()
+        try:
+            _tuner(spec, paths, context, opts.quiet).fit()
+        finally:  # the study run is closed (FINISHED, or KILLED to be resumed) in any case
+            add_used_time(paths, time.monotonic() - tune_start)
+            summary = finish_study(paths, spec, uri, time.monotonic() - start, opts.quiet)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    return summary
+
+
+def study_params(spec: StudySpec) -> dict[str, object]:
+    tree = spec_tree(spec)
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key not in ("scientific", "nuisance", "fixed"):
+            flat.update({f"spec.{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[f"spec.{key}"] = value
+    return flat
+
+
+def finish_study(
+    paths: StudyPaths, spec: StudySpec, uri: str, wall_s: float, quiet: bool = False
+) -> StudySummary:
+    """Summarise, close the study run (FINISHED, or KILLED if trials remain) and flush."""
+    rows, best = collect(paths, spec)
+    final = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED", "FAILED")]
+    exhausted = budget_state(paths).get("exhausted", False)
+    complete = len(final) == len(rows) and (len(rows) >= spec.trials or exhausted)
+    tracker = Tracker(paths, uri, read_runtime_artifacts(paths))
+    summary = StudySummary(spec.name, complete, rows, best, uri, paths.experiment, wall_s=wall_s)
+    summary_file = write_summary(paths, summary)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(summary_file, Path(tmp) / "summary.json")
+        shutil.copy(paths.spec, Path(tmp) / "spec.yaml")
+        counts = summary.counts()
+        metrics = {f"trials_{k.lower()}": float(v) for k, v in counts.items()}
+        if best:
+            metrics["best_objective"] = float(best["value"])
+        tracker.end_study("FINISHED" if complete else "KILLED", metrics, tmp)
+        summary.tracking_pending = tracker.flush()
+    summary.tracking_rejected = tracker.rejected
+    write_summary(paths, summary)
+    if not quiet:
+        print(format_summary(spec, summary))
+    return summary
+
+
+def read_runtime_artifacts(paths: StudyPaths) -> str | None:
+    from dhkd.study.layout import read_json
+
+    return (read_json(paths.runtime, {}) or {}).get("artifact_location")

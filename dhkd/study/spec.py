@@ -1,0 +1,276 @@
+"""A study file (studies/*.yaml) validated into a typed, frozen StudySpec.
+
+Example (see studies/quickstart.yaml for a complete one):
+
+    name: noise_level
+    description: How much feature noise helps (METHOD.md part 3)?
+    method: dhkd
+    preset: quick
+    data: {root: ../shared/data/mvtec_ad, categories: all}
+    seeds: [0, 1]
+    fixed: {optim.epochs: 20}
+    scientific:                  # what the study measures
+      noise.sigma: {type: categorical, values: [0.0, 0.1, 0.2, 0.5]}
+    nuisance:                    # tuned for every scientific value
+      optim.lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
+    sampler: {type: tpe, seed: 0}
+    objective: {metric: pixel_aupro, mode: max}
+    num_samples: 16
+    scheduler: {type: asha, grace_period: 5, reduction_factor: 2}
+    resources: {cpu: 1, gpu: 0.5}
+    budget: {time_s: 36000, max_concurrent: 2}
+    retries: 1
+
+The search space is `scientific` and `nuisance` together. Relative `data.root` paths resolve
+against the parent of the spec file's directory (the repository root for studies/*.yaml).
+Unknown keys, wrong types, empty ranges, unknown categories or metrics are ConfigErrors that
+name the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from dhkd.config import TrainConfig, apply_overrides, load_config
+from dhkd.errors import ConfigError
+from dhkd.study.space import Param, grid_size, ordered_keys
+
+MVTEC_CATEGORIES = (
+    "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
+    "pill", "screw", "tile", "toothbrush", "transistor", "wood", "zipper",
+)  # fmt: skip
+METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticData(_Strict):
+    """Generate this dataset (dhkd.data.synth.make_synthetic_dataset) under the storage path."""
+
+    categories: list[str] = Field(min_length=1)
+    image_size: int = Field(128, ge=32, le=1024)
+    seed: int = Field(0, ge=0)
+    n_train: int = Field(24, ge=2)
+    n_test_good: int = Field(8, ge=1)
+    n_test_defect: int = Field(12, ge=1)
+
+
+class DataSpec(_Strict):
+    root: str | None = Field(None, description="dataset root in MVTec layout")
+    dataset: Literal["mvtec_ad", "custom"] = Field(
+        "mvtec_ad", description="mvtec_ad: categories must be MVTec AD names; custom: any"
+    )
+    categories: list[str] | None = Field(None, description="names, one name, or 'all'")
+    synthetic: SyntheticData | None = None
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _expand(cls, value: Any) -> Any:
+        if value == "all":
+            return list(MVTEC_CATEGORIES)
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("categories")
+    @classmethod
+    def _known(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is None:
+            return value
+        if not value or len(set(value)) != len(value):
+            raise ValueError("must be a non-empty list of distinct names, a name, or all")
+        unknown = [c for c in value if c not in MVTEC_CATEGORIES]
+        if info.data.get("dataset") == "mvtec_ad" and unknown:
+            raise ValueError(
+                f"unknown category {unknown}: MVTec AD has {', '.join(MVTEC_CATEGORIES)} "
+                "(set data.dataset: custom for other data)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if (self.root is None) == (self.synthetic is None):
+            raise ValueError("give exactly one of data.root (with categories) or data.synthetic")
+        if self.synthetic is not None:
+            if self.categories is not None:
+                raise ValueError("with data.synthetic, list categories inside the synthetic block")
+            return self
+        if not self.categories:
+            raise ValueError("data.categories is required with data.root (a list, a name or all)")
+        return self
+
+    @property
+    def category_names(self) -> list[str]:
+        return list(self.synthetic.categories if self.synthetic else self.categories or [])
+
+
+class SamplerSpec(_Strict):
+    type: Literal["tpe", "random", "grid"] = "tpe"
+    seed: int | None = Field(0, ge=0)
+    n_startup_trials: int = Field(8, ge=0, description="TPE: random trials before modelling")
+
+
+class ObjectiveSpec(_Strict):
+    metric: Literal["image_auroc", "pixel_auroc", "pixel_aupro"] = "pixel_aupro"
+    mode: Literal["max", "min"] = "max"
+
+
+class SchedulerSpec(_Strict):
+    type: Literal["asha", "none"] = "asha"
+    grace_period: int = Field(1, ge=1, description="epochs before a trial can be stopped")
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class ResourcesSpec(_Strict):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class BudgetSpec(_Strict):
+    time_s: float | None = Field(None, gt=0, description="wall-clock limit for the study")
+    max_concurrent: int = Field(1, ge=1, description="trials running at once")
+
+
+class StudySpec(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = Field(min_length=1)
+    method: Literal["dhkd", "bikd"] = "dhkd"
+    preset: Literal["quick", "paper", "tiny"] = "quick"
+    data: DataSpec
+    seeds: list[int] = Field([0], min_length=1)
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    scientific: dict[str, Param] = Field(default_factory=dict)
+    nuisance: dict[str, Param] = Field(default_factory=dict)
+    sampler: SamplerSpec = SamplerSpec()
+    objective: ObjectiveSpec = ObjectiveSpec()
+    num_samples: int | None = Field(None, ge=1, description="trials; grid: defaults to its size")
+    scheduler: SchedulerSpec = SchedulerSpec()
+    resources: ResourcesSpec = ResourcesSpec()
+    budget: BudgetSpec = BudgetSpec()
+    retries: int = Field(0, ge=0, le=20, description="re-runs of a failing trial")
+    base_dir: str = Field(".", description="where relative data paths resolve (set by load_spec)")
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+            raise ValueError(f"seeds must be distinct non-negative integers (got {seeds})")
+        return seeds
+
+    @property
+    def space(self) -> dict[str, Param]:
+        return {**self.scientific, **self.nuisance}
+
+    @property
+    def trials(self) -> int:
+        """num_samples, or the grid size for a grid sampler without num_samples."""
+        if self.num_samples is not None:
+            return self.num_samples
+        return grid_size(self.space) if self.sampler.type == "grid" else 1
+
+    @property
+    def units(self) -> list[tuple[str, int]]:
+        """(category, seed) pairs every trial trains, in lockstep."""
+        return [(c, s) for c in self.data.category_names for s in self.seeds]
+
+    def data_root(self) -> Path | None:
+        if self.data.root is None:
+            return None
+        root = Path(self.data.root).expanduser()
+        return root if root.is_absolute() else (Path(self.base_dir) / root).resolve()
+
+    def base_config(self) -> TrainConfig:
+        """Preset + method + fixed parameters (no search-space values)."""
+        return load_config(self.preset, overrides={"method": self.method, **self.fixed})
+
+    def trial_config(self, params: dict[str, Any]) -> TrainConfig:
+        return apply_overrides(self.base_config(), params)
+
+
+def check_spec(spec: StudySpec) -> StudySpec:
+    """Checks that need TrainConfig: fixed keys, every space bound, conditions, grid size."""
+    overlap = sorted(set(spec.scientific) & set(spec.nuisance))
+    if overlap:
+        raise ConfigError(f"{overlap} listed in both scientific and nuisance: keep one")
+    fixed_overlap = sorted(set(spec.fixed) & set(spec.space))
+    if fixed_overlap:
+        raise ConfigError(f"fixed: {fixed_overlap} also in the search space: keep one")
+    try:
+        base = spec.base_config()
+    except ConfigError as exc:
+        raise ConfigError(f"fixed: {exc}") from None
+    for section in ("scientific", "nuisance"):
+        for key, param in getattr(spec, section).items():
+            for value in param.candidates():
+                try:
+                    apply_overrides(base, {key: value})
+                except ConfigError as exc:
+                    raise ConfigError(f"{section}.{key} = {value!r}: {exc}") from None
+    ordered_keys(spec.space)
+    if spec.sampler.type == "grid":
+        size = grid_size(spec.space)
+        if spec.num_samples is not None and spec.num_samples > size:
+            raise ConfigError(f"num_samples: {spec.num_samples} exceeds the grid size {size}")
+    if spec.scheduler.type == "asha" and spec.scheduler.grace_period >= base.optim.epochs:
+        raise ConfigError(
+            f"scheduler.grace_period ({spec.scheduler.grace_period}) must be below "
+            f"optim.epochs ({base.optim.epochs}), or use scheduler: {{type: none}}"
+        )
+    return spec
+
+
+def describe_spec_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if p not in ("float", "int", "categorical"))
+        loc = loc or "<root>"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{loc}': remove it or check its spelling")
+        elif err["type"] == "missing":
+            lines.append(f"'{loc}': required key is missing")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"'{loc}': {msg} (got {err.get('input')!r})")
+    return f"invalid study spec {source}:\n  " + "\n  ".join(lines)
+
+
+def parse_spec(tree: Any, source: str = "<spec>", base_dir: str | Path = ".") -> StudySpec:
+    if not isinstance(tree, dict):
+        raise ConfigError(f"study spec {source} must be a mapping of keys (got {type(tree)})")
+    if "base_dir" in tree:
+        raise ConfigError(f"unknown key 'base_dir' in {source}: it is set from the file location")
+    try:
+        spec = StudySpec.model_validate({**tree, "base_dir": str(base_dir)})
+    except ValidationError as exc:
+        raise ConfigError(describe_spec_error(exc, source)) from None
+    try:
+        return check_spec(spec)
+    except ConfigError as exc:
+        raise ConfigError(f"invalid study spec {source}: {exc}") from None
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a study file; relative data roots resolve against its folder's parent."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"study spec {path} does not exist")
+    tree = yaml.safe_load(path.read_text())
+    return parse_spec(tree, source=str(path), base_dir=path.resolve().parent.parent)
+
+
+def spec_tree(spec: StudySpec) -> dict[str, Any]:
+    """The spec as plain data (for snapshots and hashing), without base_dir."""
+    return spec.model_dump(mode="json", exclude={"base_dir"}, exclude_none=True)

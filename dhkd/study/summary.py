@@ -1,0 +1,103 @@
+"""The end-of-run summary: every trial's state and value, the best configuration, where to look."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dhkd.study.layout import StudyPaths, read_json, write_json
+from dhkd.study.spec import StudySpec
+
+OPTUNA_TO_STATE = {"COMPLETE": "COMPLETE", "PRUNED": "PRUNED", "FAIL": "FAILED"}
+
+
+@dataclass
+class StudySummary:
+    name: str
+    complete: bool  # every trial has a final state (or the budget ran out)
+    trials: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    tracking_uri: str
+    experiment: Path
+    tracking_pending: int = 0
+    tracking_rejected: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for row in self.trials:
+            out[row["state"]] = out.get(row["state"], 0) + 1
+        return out
+
+
+def collect(paths: StudyPaths, spec: StudySpec) -> tuple[list[dict[str, Any]], dict | None]:
+    """Rows {number, state, value, params, run_id, ray_trial_id} from Optuna + tracking.json."""
+    import optuna
+
+    study = optuna.load_study(study_name=spec.name, storage=paths.optuna_url)
+    runs = (read_json(paths.tracking_state, {}) or {}).get("runs", {})
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append(
+            {
+                "number": t.number,
+                "state": OPTUNA_TO_STATE.get(t.state.name, t.state.name),
+                "value": t.value,
+                "params": t.user_attrs.get("params", t.params),
+                "ray_trial_id": t.user_attrs.get("ray_trial_id"),
+                "run_id": runs.get(str(t.number), {}).get("run_id"),
+                "last_epoch": max(t.intermediate_values, default=None),
+            }
+        )
+    done = [r for r in rows if r["state"] == "COMPLETE" and r["value"] is not None]
+    best = None
+    if done:
+        pick = max if spec.objective.mode == "max" else min
+        best = pick(done, key=lambda r: r["value"])
+    return rows, best
+
+
+def write_summary(paths: StudyPaths, summary: StudySummary) -> Path:
+    out = paths.dir / "summary.json"
+    write_json(
+        out,
+        {
+            "name": summary.name,
+            "complete": summary.complete,
+            "counts": summary.counts(),
+            "best": summary.best,
+            "trials": summary.trials,
+            "tracking_uri": summary.tracking_uri,
+            "tracking_pending": summary.tracking_pending,
+            "wall_s": summary.wall_s,
+        },
+    )
+    return out
+
+
+def format_summary(spec: StudySpec, summary: StudySummary) -> str:
+    metric = spec.objective.metric
+    lines = [f"study {summary.name}: " + ", ".join(f"{n} {s}" for s, n in summary.counts().items())]
+    lines.append(f"  {'#':>3}  {'state':<9} {metric:>12}  params")
+    for row in summary.trials:
+        value = "" if row["value"] is None else f"{row['value']:.4f}"
+        params = " ".join(f"{k}={v}" for k, v in row["params"].items())
+        lines.append(f"  {row['number']:>3}  {row['state']:<9} {value:>12}  {params}")
+    if summary.best:
+        params = " ".join(f"{k}={v}" for k, v in summary.best["params"].items()) or "(fixed only)"
+        lines.append(f"best: trial #{summary.best['number']} {metric}={summary.best['value']:.4f}"
+                     f" with {params}")  # fmt: skip
+    if not summary.complete:
+        lines.append("the study is not finished: run the same command again to resume it")
+    if summary.tracking_pending:
+        lines.append(
+            f"{summary.tracking_pending} tracking operations could not be logged; they are kept "
+            f"in {summary.experiment / 'study' / 'outbox.jsonl'} and are sent on the next run or "
+            f"by `dhkd study sync {summary.name} --storage-path {summary.experiment.parent}`"
+        )
+    for text in summary.tracking_rejected:
+        lines.append(f"tracking rejected: {text}")
+    lines.append(f"results: {summary.experiment}")
+    lines.append(f"browse: dhkd ui --tracking-uri {summary.tracking_uri}")
+    return "\n".join(lines)

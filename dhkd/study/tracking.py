@@ -1,0 +1,197 @@
+"""MLflow tracking of a study, done by the driver only, with an outbox for a server that is down.
+
+Layout: one experiment per study (named after it, artifact location set explicitly), one study
+run (tags dhkd.role=study, dhkd.study, dhkd.study_uid) and one nested run per Optuna trial
+(mlflow.parentRunId = the study run; tags dhkd.role=trial, trial_id, optuna_trial_number,
+state = RUNNING / COMPLETE / PRUNED / FAILED, and for failures `error` + an error.txt
+artifact). Status: COMPLETE -> FINISHED, PRUNED -> KILLED, FAILED -> FAILED; a trial
+interrupted with the driver is KILLED until the study resumes it.
+
+Every change is an operation (a plain dict) applied by `_apply`; runs are found by key
+("study", "trial:<n>") through tracking.json and, failing that, by their tags, so applying an
+operation twice never creates a second run and a resumed study reuses its runs. When the server
+does not answer, operations go to the outbox (outbox.py) and are replayed in order later: at
+the end of the run, on the next run, or by `dhkd study sync NAME`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from dhkd.errors import DhkdError
+from dhkd.study.layout import StudyPaths, read_json, write_json
+from dhkd.study.outbox import Outbox
+from dhkd.study.outcome import COMPLETE, FAILED, PRUNED
+
+log = logging.getLogger(__name__)
+RUN_STATUS = {COMPLETE: "FINISHED", PRUNED: "KILLED", FAILED: "FAILED"}
+RETRY_S = 30.0  # while down, try the server again at most this often
+PARAM_BATCH = 100  # MLflow's limit of params per log_batch
+
+
+def default_artifact_location(uri: str) -> str | None:
+    """sqlite:///X/mlflow.db -> X/mlflow-artifacts (as a file URI); None for servers (their
+    --artifacts-destination applies). Each experiment gets <root>/<experiment name>."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlflow-artifacts").as_uri()
+    return None
+
+
+def normalize_uri(uri: str) -> str:
+    """Make sqlite paths absolute (workers, the UI and `study sync` then agree)."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    if uri.startswith("sqlite:////"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+def probe(client) -> Exception | None:
+    try:
+        client.search_experiments(max_results=1)
+        return None
+    except Exception as exc:
+        return exc
+
+
+def check_tracking(uri: str) -> None:
+    """Raise a clear DhkdError unless the tracking URI answers (before any trial runs)."""
+    from mlflow.tracking import MlflowClient
+
+    saved = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    try:
+        exc = probe(MlflowClient(uri))
+    finally:
+        if saved is None:
+            del os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+        else:
+            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = saved
+    if exc is not None:
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise DhkdError(
+            f"the tracking URI {uri} does not answer ({first}). Start the server "
+            "(e.g. `mlflow server --host 127.0.0.1 --port 5000`) or pass a local store, "
+            "e.g. --tracking-uri sqlite:///runs/mlflow.db"
+        )
+
+
+class Tracker:
+    def __init__(self, paths: StudyPaths, uri: str, artifact_location: str | None = None):
+        from mlflow.tracking import MlflowClient
+
+        self.paths = paths
+        self.uri = uri
+        self.artifact_location = artifact_location or default_artifact_location(uri)
+        self.client = MlflowClient(uri)
+        self.outbox = Outbox(paths.outbox, paths.outbox_files)
+        self.state: dict[str, Any] = read_json(paths.tracking_state, None) or {
+            "study_uid": uuid.uuid4().hex,
+            "experiment_id": None,
+            "runs": {},
+        }
+        self._down_since: float | None = time.time() if len(self.outbox) else None
+        self._last_try = 0.0
+        self.rejected: list[str] = []
+
+    @classmethod
+    def open(cls, paths: StudyPaths) -> Tracker:
+        """The tracker of an existing study, with the URI its latest run recorded."""
+        runtime = read_json(paths.runtime, None)
+        if not runtime:
+            raise DhkdError(f"no study at {paths.experiment} (runtime.json is missing)")
+        return cls(paths, runtime["tracking_uri"], runtime.get("artifact_location"))
+
+    # -- public operations ------------------------------------------------------------------
+    def start_study(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> None:
+        self.submit({"op": "study_start", "name": name, "params": params, "tags": tags})
+
+    def start_trial(self, number: int, trial_id: str, params: dict[str, Any]) -> None:
+        self.submit({"op": "trial_start", "number": number, "trial_id": trial_id,
+                     "params": params})  # fmt: skip
+
+    def log_metrics(self, number: int, metrics: dict[str, float], step: int) -> None:
+        if metrics:
+            self.submit({"op": "metrics", "key": f"trial:{number}", "metrics": metrics,
+                         "step": int(step), "ts": int(time.time() * 1000)})  # fmt: skip
+
+    def end_trial(
+        self,
+        number: int,
+        state: str | None,
+        *,
+        artifacts: str | None = None,
+        error: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        """state None: interrupted (KILLED, resumable); else the final state (first one wins)."""
+        self.submit({"op": "trial_end", "number": number, "state": state,
+                     "artifacts": artifacts, "error": error, "tags": tags or {}})  # fmt: skip
+
+    def end_study(self, status: str, metrics: dict[str, float], artifacts: str | None) -> None:
+        self.submit({"op": "study_end", "status": status, "metrics": metrics,
+                     "artifacts": artifacts, "ts": int(time.time() * 1000)})  # fmt: skip
+
+    def final_state(self, number: int) -> str | None:
+        return self.state["runs"].get(str(number), {}).get("state")
+
+    @property
+    def pending(self) -> int:
+        return len(self.outbox)
+
+    # -- submission and replay ---------------------------------------------------------------
+    def submit(self, op: dict[str, Any]) -> None:
+        down = self._down_since is not None
+        if down and (time.time() - self._last_try < RETRY_S or self.flush() > 0):
+            self.outbox.append(op)
+            return
+        try:
+            self._apply(op)
+        except Exception as exc:
+            if probe(self.client) is None:
+                self._reject(op, exc)
+                return
+            self._down_since = self._last_try = time.time()
+            log.warning("tracking server %s does not answer (%s); keeping results in %s",
+                        self.uri, str(exc)[:200], self.paths.outbox)  # fmt: skip
+            print(f"[dhkd] tracking at {self.uri} is down; results go to {self.paths.outbox}")
+            self.outbox.append(op)
+
+    def flush(self) -> int:
+        """Replay the outbox; returns how many operations are still waiting."""
+        self._last_try = time.time()
+
+        def apply(op: dict[str, Any]) -> bool:
+            try:
+                self._apply(op)
+                return True
+            except Exception as exc:
+                if probe(self.client) is None:
+                    self._reject(op, exc)
+                    return True
+                return False
+
+        remaining = self.outbox.replay(apply)
+        self._down_since = None if remaining == 0 else (self._down_since or time.time())
+        return remaining
+
+    def _reject(self, op: dict[str, Any], exc: Exception) -> None:
+        text = f"{op.get('op')} {op.get('number', '')}: {str(exc)[:300]}"
+        self.rejected.append(text)
+        log.warning("tracking rejected an operation: %s", text)
+
+    def _save(self) -> None:
+        write_json(self.paths.tracking_state, self.state)
+
+    # -- applying operations -----------------------------------------------------------------
+    def _apply(self, op: dict[str, Any]) -> None:
+        from dhkd.study import tracking_ops
+
+        getattr(tracking_ops, f"apply_{op['op']}")(self, op)

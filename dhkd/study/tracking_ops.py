@@ -1,0 +1,175 @@
+"""How each tracking operation is applied to MLflow (idempotent: safe to apply twice).
+
+Runs are located by key: tracking.json first, then a search by tags, then created; a trial run
+that already has a final state is never reopened, and its first final state is kept.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from dhkd.study.outcome import COMPLETE, FAILED, PRUNED, RUNNING
+
+if TYPE_CHECKING:
+    from dhkd.study.tracking import Tracker
+
+STUDY_TAGS = ("dhkd.role", "dhkd.study", "dhkd.study_uid")
+MAX_TAG = 5000
+FINAL_STATES = (COMPLETE, PRUNED, FAILED)
+
+
+def _param_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:6000]
+
+
+def _log(tr: Tracker, run_id: str, params=None, tags=None, metrics=None, ts=None, step=0):
+    from mlflow.entities import Metric, Param, RunTag
+
+    items = list((params or {}).items())
+    for i in range(0, len(items), 100):
+        batch = [Param(k, _param_value(v)) for k, v in items[i : i + 100]]
+        tr.client.log_batch(run_id, params=batch)
+    if tags:
+        tr.client.log_batch(run_id, tags=[RunTag(k, str(v)[:MAX_TAG]) for k, v in tags.items()])
+    if metrics:
+        tr.client.log_batch(
+            run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()]
+        )
+
+
+def _experiment(tr: Tracker, name: str) -> str:
+    if tr.state.get("experiment_id"):
+        return tr.state["experiment_id"]
+    exp = tr.client.get_experiment_by_name(name)
+    if exp is None:
+        root = tr.artifact_location
+        location = f"{root.rstrip('/')}/{name}" if root else None
+        try:
+            exp_id = tr.client.create_experiment(
+                name, artifact_location=location, tags={"dhkd.study": name}
+            )
+        except Exception:  # created meanwhile by another driver: use it
+            exp = tr.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            exp_id = exp.experiment_id
+    else:
+        exp_id = exp.experiment_id
+        if exp.lifecycle_stage == "deleted":
+            tr.client.restore_experiment(exp_id)
+    tr.state["experiment_id"] = exp_id
+    tr.state["experiment_name"] = name
+    return exp_id
+
+
+def _search(tr: Tracker, filters: dict[str, str]):
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in filters.items())
+    runs = tr.client.search_runs([tr.state["experiment_id"]], filter_string=query, max_results=5)
+    return runs[0] if runs else None
+
+
+def _reopen(tr: Tracker, run_id: str, status: str) -> None:
+    if status != RUNNING:
+        tr.client.update_run(run_id, status=RUNNING)
+
+
+def apply_study_start(tr: Tracker, op: dict[str, Any]) -> None:
+    exp_id = _experiment(tr, op["name"])
+    uid = tr.state["study_uid"]
+    run_id = tr.state.get("study_run_id")
+    if run_id is None:
+        run = _search(tr, {"dhkd.role": "study", "dhkd.study_uid": uid})
+        run_id = run.info.run_id if run else None
+    if run_id is None:
+        tags = {"dhkd.role": "study", "dhkd.study": op["name"], "dhkd.study_uid": uid}
+        run_id = tr.client.create_run(exp_id, run_name=op["name"], tags=tags).info.run_id
+    else:
+        _reopen(tr, run_id, tr.client.get_run(run_id).info.status)
+    tr.state["study_run_id"] = run_id
+    tr._save()
+    _log(tr, run_id, params=op["params"], tags=op["tags"])
+
+
+def _trial_record(tr: Tracker, number: int, trial_id: str | None = None) -> dict[str, Any]:
+    runs = tr.state["runs"]
+    rec = runs.get(str(number))
+    if rec is not None:
+        return rec
+    parent = tr.state["study_run_id"]
+    run = _search(tr, {"mlflow.parentRunId": parent, "optuna_trial_number": str(number)})
+    if run is not None:
+        state = run.data.tags.get("state")
+        rec = {"run_id": run.info.run_id, "state": state if state in FINAL_STATES else None}
+    else:
+        tags = {
+            "mlflow.parentRunId": parent,
+            "dhkd.role": "trial",
+            "dhkd.study": tr.state.get("experiment_name", ""),
+            "optuna_trial_number": str(number),
+            "trial_id": trial_id or "",
+            "state": RUNNING,
+        }
+        run = tr.client.create_run(
+            tr.state["experiment_id"], run_name=f"trial-{number:03d}", tags=tags
+        )
+        rec = {"run_id": run.info.run_id, "state": None}
+    runs[str(number)] = rec
+    tr._save()
+    return rec
+
+
+def apply_trial_start(tr: Tracker, op: dict[str, Any]) -> None:
+    rec = _trial_record(tr, op["number"], op["trial_id"])
+    if rec.get("state"):
+        return  # already final: a rerun of a finished trial is not tracked again
+    _reopen(tr, rec["run_id"], tr.client.get_run(rec["run_id"]).info.status)
+    tags = {"trial_id": op["trial_id"], "state": RUNNING}
+    _log(tr, rec["run_id"], params=op["params"], tags=tags)
+    rec["trial_id"] = op["trial_id"]
+    tr._save()
+
+
+def apply_metrics(tr: Tracker, op: dict[str, Any]) -> None:
+    number = int(op["key"].split(":")[1])
+    rec = _trial_record(tr, number)
+    if not rec.get("state"):
+        _log(tr, rec["run_id"], metrics=op["metrics"], ts=op["ts"], step=op["step"])
+
+
+def apply_trial_end(tr: Tracker, op: dict[str, Any]) -> None:
+    from dhkd.study.tracking import RUN_STATUS
+
+    rec = _trial_record(tr, op["number"])
+    if rec.get("state"):
+        return  # the first final state is kept (Optuna keeps it too)
+    run_id, state = rec["run_id"], op["state"]
+    tags = dict(op.get("tags") or {})
+    if state is None:  # interrupted with the driver: resumable
+        _log(tr, run_id, tags={**tags, "state": "INTERRUPTED"})
+        tr.client.set_terminated(run_id, status="KILLED")
+        return
+    if op.get("artifacts"):
+        tr.client.log_artifacts(run_id, op["artifacts"])
+    if op.get("error"):
+        tr.client.log_text(run_id, op["error"], "error.txt")
+        tags["error"] = _error_summary(op["error"])
+    _log(tr, run_id, tags={**tags, "state": state})
+    tr.client.set_terminated(run_id, status=RUN_STATUS[state])
+    rec["state"] = state
+    tr._save()
+
+
+def _error_summary(text: str) -> str:
+    """The last lines of a traceback (where the exception message is), at most MAX_TAG chars."""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return "\n".join(lines[-6:])[-MAX_TAG:]
+
+
+def apply_study_end(tr: Tracker, op: dict[str, Any]) -> None:
+    run_id = tr.state["study_run_id"]
+    if op.get("artifacts"):
+        tr.client.log_artifacts(run_id, op["artifacts"])
+    _log(tr, run_id, metrics=op.get("metrics"), ts=op["ts"], step=0)
+    tr.client.set_terminated(run_id, status=op["status"])

@@ -1,0 +1,149 @@
+"""The Tune trainable: one trial = one configuration trained on every (category, seed) unit.
+
+Runs inside a Ray worker and uses only ray.tune.* (tune.report / tune.get_checkpoint /
+tune.Checkpoint): ray.train.report raises inside Tune. It never talks to MLflow or Optuna;
+the driver does (creation races and RUNNING runs of stopped trials come from doing it here).
+
+Per student epoch it reports {"epoch", "loss", [metrics...], ["objective"]} with a checkpoint
+holding the torch.save'd training state, so ASHA can stop it and an interrupted or retried
+trial continues from its last epoch. After fit_units returns it reports the final metrics with
+`finished: 1` and a checkpoint that also holds the artifacts (metrics.json, config.yaml,
+anomaly-map grids) the driver logs to MLflow.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dhkd.study.outcome import COMPUTE_S, EPOCH, FINISHED, OBJECTIVE, PARAMS
+
+STATE_FILE = "state.pt"
+FINAL_FILE = "final.json"
+ARTIFACTS = "artifacts"
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Everything a trial needs besides its parameters (plain, picklable data)."""
+
+    base_config: dict[str, Any]  # TrainConfig.model_dump(mode="json") before the trial params
+    data_root: str
+    units: list[tuple[str, int]]
+    metric: str  # objective metric, averaged over categories
+    feature_cache_dir: str | None  # None: the node's default cache; "": no cache at all
+    threads: int = 1
+    fit_fn: Callable | None = field(default=None)  # None: dhkd.train.fit_units (tests inject)
+
+
+def objective_value(metrics: dict[str, float], metric: str, categories: list[str]) -> float | None:
+    """Mean of `<category>/<metric>` over categories (each already a mean over seeds)."""
+    values = [metrics.get(f"{c}/{metric}") for c in categories]
+    if any(v is None for v in values):
+        return None
+    return float(sum(values) / len(values))
+
+
+@functools.lru_cache(maxsize=4)
+def node_feature_cache(directory: str | None):
+    """One FeatureCache per directory and worker process, so reused actors keep its memory.
+    None: the node's default cache; "": none (features computed by every trial)."""
+    from dhkd.features import FeatureCache, default_feature_cache
+
+    if directory is None:
+        return default_feature_cache()
+    return FeatureCache(directory, max_memory_items=0 if directory == "" else 8)
+
+
+def _report(metrics: dict[str, Any], state: dict | None, extra: Path | None = None) -> None:
+    import torch
+    from ray import tune
+
+    with tempfile.TemporaryDirectory(prefix="dhkd-ckpt-") as tmp:
+        if state is not None:
+            torch.save(state, Path(tmp) / STATE_FILE)
+        if extra is not None:
+            shutil.copytree(extra, Path(tmp) / ARTIFACTS)
+            (Path(tmp) / FINAL_FILE).write_text(json.dumps(metrics))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def _restore() -> tuple[dict | None, dict | None]:
+    """(training state, final metrics if the trial had already finished) from Tune's checkpoint."""
+    import torch
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None, None
+    with checkpoint.as_directory() as folder:
+        final = Path(folder) / FINAL_FILE
+        if final.is_file():
+            return None, json.loads(final.read_text())
+        state = torch.load(Path(folder) / STATE_FILE, weights_only=True)
+    return state, None
+
+
+def run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    """Tune entry point: `config` = {"trial_number": n, "params": {dotted key: value}}."""
+    import logging
+
+    import torch
+    from ray import tune
+
+    from dhkd.config import apply_overrides, build_config
+
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per checkpoint
+    torch.set_num_threads(max(1, context.threads))
+    cfg = apply_overrides(build_config(context.base_config), config.get(PARAMS, {}))
+    categories = list(dict.fromkeys(c for c, _ in context.units))
+    state, final = _restore()
+    if final is not None:  # finished before the driver lost track: report it again
+        tune.report(final)
+        return
+    pending: dict[str, Any] = {}
+    start = time.perf_counter()
+
+    def callback(report) -> None:
+        metrics = {EPOCH: report.epoch, **report.metrics, COMPUTE_S: time.perf_counter() - start}
+        value = objective_value(report.metrics, context.metric, categories)
+        if value is not None:
+            metrics[OBJECTIVE] = value
+        if report.epoch >= cfg.optim.epochs:
+            pending.update(metrics)  # reported with the artifacts once fit_units returns
+            return
+        _report(metrics, report.state())
+
+    fit = context.fit_fn
+    if fit is None:
+        from dhkd.train import fit_units as fit
+    cache = node_feature_cache(context.feature_cache_dir)
+    with tempfile.TemporaryDirectory(prefix="dhkd-trial-") as out:
+        result = fit(
+            cfg,
+            context.data_root,
+            context.units,
+            callback=callback,
+            resume_state=state,
+            out_dir=out,
+            feature_cache=cache,
+            progress=False,
+        )
+        final_metrics = {EPOCH: cfg.optim.epochs, **pending, **result["metrics"]}
+        value = objective_value(result["metrics"], context.metric, categories)
+        if value is not None:
+            final_metrics[OBJECTIVE] = value
+        for key in ("train_seconds", "eval_seconds", "feature_seconds"):
+            if key in result:
+                final_metrics[key] = float(result[key])
+        final_metrics[COMPUTE_S] = time.perf_counter() - start
+        final_metrics[FINISHED] = 1
+        (Path(out) / "checkpoint.pt").unlink(missing_ok=True)  # the state is saved beside
+        _report(final_metrics, None, extra=Path(out))

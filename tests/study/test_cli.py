@@ -1,0 +1,69 @@
+"""`dhkd study check` and `dhkd ui` (bound to 127.0.0.1 unless --host says otherwise)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from conftest import REPO
+
+from dhkd.cli import main
+from dhkd.commands.ui import ui_command
+
+
+def test_study_check_lists_every_spec(capsys):
+    specs = sorted(str(p) for p in (REPO / "studies").glob("*.yaml"))
+    assert main(["study", "check", "--smoke-test", *specs]) == 0
+    assert capsys.readouterr().out.count(": ok - ") == len(specs)
+
+
+def test_study_run_with_a_bad_spec_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\ndescription: x\ndata: {root: /x, categories: [bottle]}\nsampler: {kind: tpe}\n"
+    )
+    assert main(["study", "run", str(bad)]) == 2
+    assert "unknown key 'sampler.kind'" in capsys.readouterr().err
+
+
+def test_ui_binds_localhost_by_default():
+    cmd = ui_command("sqlite:////x/mlflow.db", "127.0.0.1", 5000)
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
+    from dhkd.cli import build_parser
+
+    assert build_parser().parse_args(["ui"]).host == "127.0.0.1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ui_serves_the_tracking_store(tmp_path, mlflow_template):
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
+    port = _free_port()
+    cmd = [sys.executable, "-m", "dhkd", "ui", "--tracking-uri",
+           f"sqlite:///{tmp_path / 'mlflow.db'}", "--port", str(port)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+                time.sleep(1)
+        else:
+            pytest.fail("mlflow ui did not answer within 90 s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,0 +1,44 @@
+"""Acceptance: the README's study command (as a smoke test) finishes, and MLflow holds one study
+run with its trials nested, none RUNNING, each with its anomaly-map grids."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+from study_helpers import mlflow_runs
+
+pytestmark = pytest.mark.slow
+
+
+def test_quickstart_smoke(tmp_path, mlflow_template):
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = [sys.executable, "-m", "dhkd", "study", "run", str(REPO / "studies/quickstart.yaml"),
+           "--smoke-test", "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"),
+           "--name", "qs"]  # fmt: skip
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "best: trial #" in done.stdout and "dhkd ui --tracking-uri" in done.stdout
+
+    study, runs = mlflow_runs(uri, "qs")
+    assert study.info.status == "FINISHED"
+    assert len(runs) == 2
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {study.info.run_id}
+    assert all(r.info.status != "RUNNING" for r in runs)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    for run in runs:
+        assert run.data.params["backbone.name"] == "tiny"
+        assert run.data.params["study.categories"] == "stripes,widget"
+        if run.data.tags["state"] == "COMPLETE":
+            names = {f.path for f in client.list_artifacts(run.info.run_id)}
+            assert {"maps_stripes_s0.png", "maps_widget_s0.png", "metrics.json"} <= names
+            assert 0.0 <= run.data.metrics["stripes/pixel_aupro"] <= 1.0
+    assert (tmp_path / "ray" / "features").is_dir()  # the node-local feature cache was used

@@ -1,0 +1,93 @@
+"""SIGKILL the driver of a running study, run the same command again: the study completes with
+exactly num_samples trials, one MLflow run per trial nested under one study run, none RUNNING,
+and Optuna's states match MLflow's (pitfalls 1, 2, 3)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import yaml
+from study_helpers import mlflow_runs, optuna_trials
+
+pytestmark = pytest.mark.slow
+
+SPEC = {
+    "name": "killme",
+    "description": "resume after SIGKILL",
+    "preset": "tiny",
+    "data": {
+        "synthetic": {
+            "categories": ["stripes"],
+            "image_size": 64,
+            "n_train": 8,
+            "n_test_good": 4,
+            "n_test_defect": 4,
+        }
+    },
+    "fixed": {"optim.epochs": 3, "optim.eval_every": 1, "teacher.epochs": 1, "optim.device": "cpu"},
+    "scientific": {"noise.sigma": {"type": "categorical", "values": [0.0, 0.1, 0.2, 0.4]}},
+    "sampler": {"type": "grid", "seed": 0},
+    "scheduler": {"type": "none"},
+    "budget": {"max_concurrent": 1},
+}
+
+
+def _command(tmp_path, spec_file):
+    return [sys.executable, "-m", "dhkd", "study", "run", str(spec_file),
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "--storage-path", str(tmp_path / "ray"), "--num-cpus", "2"]  # fmt: skip
+
+
+def _env():
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+
+
+def test_sigkill_then_rerun_completes_the_study(tmp_path, mlflow_template):
+    import shutil
+
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
+    spec_file = tmp_path / "killme.yaml"
+    spec_file.write_text(yaml.safe_dump(SPEC))
+    cmd = _command(tmp_path, spec_file)
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=_env(), start_new_session=True)  # fmt: skip
+    lines: list[str] = []
+    done = threading.Event()
+
+    def watch():
+        for line in first.stdout:
+            lines.append(line)
+            if " COMPLETE " in line:
+                done.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert done.wait(240), "no trial completed:\n" + "".join(lines[-40:])
+    time.sleep(1.0)  # let the next trial start, so that one is interrupted mid-way
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(30)
+    assert first.returncode == -signal.SIGKILL
+
+    second = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=400)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    trials = optuna_trials(tmp_path / "ray", "killme")
+    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
+    assert sorted(t.params["noise.sigma"] for t in trials) == [0.0, 0.1, 0.2, 0.4]
+
+    study, runs = mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "killme")
+    assert study.info.status == "FINISHED"
+    assert len(runs) == 4
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {study.info.run_id}
+    by_number = {int(r.data.tags["optuna_trial_number"]): r for r in runs}
+    assert sorted(by_number) == [0, 1, 2, 3]
+    for t in trials:
+        run = by_number[t.number]
+        assert run.data.tags["state"] == "COMPLETE"
+        assert run.data.tags["trial_id"] == t.user_attrs["ray_trial_id"]
+        assert float(run.data.metrics["objective"]) == pytest.approx(t.value)

@@ -1,0 +1,91 @@
+"""MLflow tracking: nested runs found by tags, idempotent operations, and the outbox that keeps
+results while the server is down and replays them later."""
+
+from __future__ import annotations
+
+import pytest
+from study_helpers import mlflow_runs
+
+from dhkd.cli import main
+from dhkd.errors import DhkdError
+from dhkd.study.layout import StudyPaths, read_json, write_json
+from dhkd.study.tracking import Tracker, check_tracking
+
+DOWN = "http://127.0.0.1:9"  # nothing listens on the discard port
+
+
+@pytest.fixture(autouse=True)
+def _no_http_retries(monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+
+
+def _story(tracker: Tracker, artifacts) -> None:
+    tracker.start_study("s", {"spec.method": "dhkd"}, {"dhkd.resumed": "False"})
+    tracker.start_trial(0, "ray0", {"noise.sigma": 0.1})
+    tracker.log_metrics(0, {"objective": 0.5, "a/pixel_aupro": 0.5}, step=1)
+    tracker.end_trial(0, "COMPLETE", artifacts=str(artifacts))
+    tracker.start_trial(1, "ray1", {"noise.sigma": 0.2})
+    tracker.end_trial(1, "FAILED", error="Traceback...\nTrainingError: non-finite loss")
+    tracker.start_trial(2, "ray2", {"noise.sigma": 0.3})
+    tracker.end_trial(2, None)  # interrupted with the driver
+
+
+def _artifacts(tmp_path):
+    folder = tmp_path / "ckpt" / "artifacts"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text("{}")
+    return folder
+
+
+def test_unreachable_tracking_uri_is_a_clear_error():
+    with pytest.raises(DhkdError, match="does not answer"):
+        check_tracking(DOWN)
+
+
+def test_runs_are_nested_and_operations_idempotent(tmp_path, tracking_uri):
+    paths = StudyPaths(tmp_path / "ray", "s")
+    tracker = Tracker(paths, tracking_uri)
+    _story(tracker, _artifacts(tmp_path))
+    _story(Tracker(paths, tracking_uri), _artifacts(tmp_path / "again"))  # a resumed driver
+    study, trials = mlflow_runs(tracking_uri, "s")
+    assert len(trials) == 3
+    by_number = {r.data.tags["optuna_trial_number"]: r for r in trials}
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {study.info.run_id}
+    assert (
+        by_number["0"].info.status == "FINISHED" and by_number["0"].data.tags["state"] == "COMPLETE"
+    )
+    assert (
+        by_number["1"].info.status == "FAILED" and "non-finite" in by_number["1"].data.tags["error"]
+    )
+    assert (
+        by_number["2"].info.status == "KILLED"
+        and by_number["2"].data.tags["state"] == "INTERRUPTED"
+    )
+    assert by_number["0"].data.metrics["a/pixel_aupro"] == 0.5
+    client = tracker.client
+    assert [f.path for f in client.list_artifacts(by_number["0"].info.run_id)] == ["metrics.json"]
+    assert [f.path for f in client.list_artifacts(by_number["1"].info.run_id)] == ["error.txt"]
+    assert by_number["0"].info.artifact_uri.startswith((tmp_path / "mlflow-artifacts").as_uri())
+
+
+def test_outbox_keeps_results_while_down_and_replays_them(tmp_path, tracking_uri):
+    paths = StudyPaths(tmp_path / "ray", "s")
+    down = Tracker(paths, DOWN)
+    artifacts = _artifacts(tmp_path)
+    _story(down, artifacts)
+    assert down.pending == 8 and not down.rejected
+    (artifacts / "metrics.json").unlink()  # the checkpoint is gone by the time it is back
+    write_json(paths.runtime, {"tracking_uri": DOWN})
+    assert main(["study", "sync", "s", "--storage-path", str(tmp_path / "ray")]) == 2  # down
+    argv = ["study", "sync", "s", "--storage-path", str(tmp_path / "ray")]
+    assert main([*argv, "--tracking-uri", tracking_uri]) == 0
+    back = Tracker(paths, tracking_uri)
+    assert back.pending == 0
+    study, trials = mlflow_runs(tracking_uri, "s")
+    assert sorted(r.data.tags["state"] for r in trials) == ["COMPLETE", "FAILED", "INTERRUPTED"]
+    complete = next(r for r in trials if r.data.tags["state"] == "COMPLETE")
+    assert [f.path for f in back.client.list_artifacts(complete.info.run_id)] == ["metrics.json"]
+    assert not list((paths.outbox_files).glob("*"))
+    state = read_json(paths.tracking_state)
+    assert state["study_run_id"] == study.info.run_id and len(state["runs"]) == 3
