@@ -30,7 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("spec", help="study file, e.g. studies/quickstart.yaml")
     run.add_argument("--smoke-test", action="store_true", help=SMOKE_HELP)
-    run.add_argument("--address", help="Ray cluster to join, e.g. auto (default: start locally)")
+    run.add_argument(
+        "--address",
+        help="Ray cluster to join, e.g. auto (default: start locally); then --storage-path and "
+        "the data root must be folders every node sees at the same path (e.g. NFS)",
+    )
     run.add_argument("--tracking-uri", default=None, help="MLflow URI (sqlite:///runs/mlflow.db)")
     run.add_argument("--storage-path", default=None, help="Ray storage folder (runs/ray)")
     run.add_argument("--name", help="study name (default: the spec's name)")

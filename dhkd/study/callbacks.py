@@ -27,6 +27,7 @@ from dhkd.study.outcome import (
 )
 from dhkd.study.spec import StudySpec
 from dhkd.study.tracking import Tracker
+from dhkd.study.trainable import NODE_ID
 
 
 def trial_params(spec: StudySpec, config: dict[str, Any]) -> dict[str, Any]:
@@ -69,12 +70,14 @@ class TrackingCallback(Callback):
         self.paths = paths
         self.spec = spec
         self.tracker: Tracker | None = None
+        self.nodes: dict[str, str] = {}  # trial id -> Ray node id of its latest result
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "tracker": None}
 
     def setup(self, **info) -> None:
         self.tracker = Tracker.open(self.paths)
+        self.nodes = {}
 
     def _tracker(self) -> Tracker:
         if self.tracker is None:
@@ -86,15 +89,25 @@ class TrackingCallback(Callback):
         self._tracker().start_trial(number, trial.trial_id, trial_params(self.spec, trial.config))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        number = trial.config[TRIAL_NUMBER]
+        node = result.get(NODE_ID)
+        if node and self.nodes.get(trial.trial_id) != node:  # first result on this node
+            self.nodes[trial.trial_id] = node
+            self._tracker().submit({"op": "trial_node", "number": number, "node_id": node,
+                                    "node_ip": result.get("node_ip")})  # fmt: skip
         if EPOCH in result:
-            number = trial.config[TRIAL_NUMBER]
             self._tracker().log_metrics(number, tracked_metrics(result), int(result[EPOCH]))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         state = trial_outcome(trial.last_result, error=False)
         tags = {"stop_reason": stop_reason(self.paths, trial)} if state == PRUNED else {}
+        error = "the trial finished but its objective is not a finite number"
         self._tracker().end_trial(
-            trial.config[TRIAL_NUMBER], state, artifacts=artifacts_of(trial), tags=tags
+            trial.config[TRIAL_NUMBER],
+            state,
+            artifacts=artifacts_of(trial),
+            error=error if state == FAILED else None,
+            tags=tags,
         )
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
@@ -136,12 +149,14 @@ class ProgressCallback(Callback):
         self.total = total
         self.best: tuple[float, int] | None = None
         self.start = time.time()
+        self.nodes: dict[str, str] = {}
 
     def setup(self, **info) -> None:
         import optuna
         from optuna.trial import TrialState
 
         self.start = time.time()
+        self.nodes = {}
         study = optuna.load_study(study_name=self.spec.name, storage=self.paths.optuna_url)
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if self._better(t.value):
@@ -166,6 +181,11 @@ class ProgressCallback(Callback):
         self._line(f"#{trial.config[TRIAL_NUMBER]} started ({trial.trial_id}) {params}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        node = result.get(NODE_ID)
+        if node and self.nodes.get(trial.trial_id) != node:
+            self.nodes[trial.trial_id] = node
+            self._line(f"#{trial.config[TRIAL_NUMBER]} runs on node {node[:12]} "
+                       f"({result.get('node_ip', '?')})")  # fmt: skip
         if OBJECTIVE in result and not result.get("finished"):
             self._line(
                 f"#{trial.config[TRIAL_NUMBER]} epoch {result.get(EPOCH)} "

@@ -18,10 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from dhkd.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,14 @@ class StudyPaths:
     name: str
 
     def __post_init__(self) -> None:
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", str(self.storage)):  # s3://b (or s3:/b)
+            raise ConfigError(
+                f"storage path {self.storage}: the study keeps files (Optuna sqlite, tracking "
+                "outbox, Tune checkpoints) that every node must read and write, so it must be "
+                "a local folder on one machine or a folder shared by every node at the same "
+                "path (e.g. NFS / EFS mounted at /mnt/dhkd); object stores such as s3:// are "
+                "not supported"
+            )
         object.__setattr__(self, "storage", Path(self.storage).expanduser().resolve())
 
     @property

@@ -2,8 +2,8 @@
 
 Searcher (Optuna), tracking (MLflow) and the summary all call `trial_outcome`, so the three
 always agree. A trial is COMPLETE only when its last result carries `finished` (reported after
-fit_units returned); stopped before that (ASHA, or the study's time budget) it is PRUNED; an
-error after its retries is FAILED.
+fit_units returned) and a finite objective; stopped before that (ASHA, or the study's time
+budget) it is PRUNED; an error after its retries, or a non-finite objective, is FAILED.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ BASE_METRICS = ("loss", "image_auroc", "pixel_auroc", "pixel_aupro")
 def trial_outcome(result: dict[str, Any] | None, error: bool) -> str:
     if error:
         return FAILED
-    if result and result.get(FINISHED) == 1 and _finite(result.get(OBJECTIVE)):
-        return COMPLETE
+    if result and result.get(FINISHED) == 1:
+        return COMPLETE if _finite(result.get(OBJECTIVE)) else FAILED
     return PRUNED
 
 

@@ -81,9 +81,12 @@ def resolve_data(spec: StudySpec, paths: StudyPaths) -> Path:
                 n_test_defect=params["n_test_defect"],
             )
             (tmp / ".complete").write_text("ok\n")
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
+            try:
+                os.replace(tmp, out)
+            except OSError:  # another driver generated it meanwhile
+                shutil.rmtree(tmp, ignore_errors=True)
+                if not (out / ".complete").is_file():
+                    raise
         return out
     root = spec.data_root()
     assert root is not None

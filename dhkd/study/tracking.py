@@ -97,6 +97,9 @@ class Tracker:
             "experiment_id": None,
             "runs": {},
         }
+        if self.state.get("tracking_uri") != uri:  # another server: find or create runs there
+            self.state.update(tracking_uri=uri, experiment_id=None, study_run_id=None, runs={})
+            self._save()  # every Tracker of this study now agrees on its study_uid
         self._down_since: float | None = time.time() if len(self.outbox) else None
         self._last_try = 0.0
         self.rejected: list[str] = []

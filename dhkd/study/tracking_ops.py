@@ -138,6 +138,21 @@ def apply_metrics(tr: Tracker, op: dict[str, Any]) -> None:
         _log(tr, rec["run_id"], metrics=op["metrics"], ts=op["ts"], step=op["step"])
 
 
+def apply_trial_node(tr: Tracker, op: dict[str, Any]) -> None:
+    """Tags `node_id` / `node_ip`: where the trial runs now; `node_history`: every node it ran
+    on, in order (a retry after a lost node adds one; replaying the operation adds nothing)."""
+    rec = _trial_record(tr, op["number"])
+    if rec.get("state"):
+        return
+    tags = tr.client.get_run(rec["run_id"]).data.tags
+    history = [n for n in tags.get("node_history", "").split(",") if n]
+    if not history or history[-1] != op["node_id"]:
+        history.append(op["node_id"])
+    tags = {"node_id": op["node_id"], "node_ip": op.get("node_ip") or "",
+            "node_history": ",".join(history)[-MAX_TAG:]}  # fmt: skip
+    _log(tr, rec["run_id"], tags=tags)
+
+
 def apply_trial_end(tr: Tracker, op: dict[str, Any]) -> None:
     from dhkd.study.tracking import RUN_STATUS
 

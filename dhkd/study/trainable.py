@@ -8,7 +8,8 @@ Per student epoch it reports {"epoch", "loss", [metrics...], ["objective"]} with
 holding the torch.save'd training state, so ASHA can stop it and an interrupted or retried
 trial continues from its last epoch. After fit_units returns it reports the final metrics with
 `finished: 1` and a checkpoint that also holds the artifacts (metrics.json, config.yaml,
-anomaly-map grids) the driver logs to MLflow.
+anomaly-map grids) the driver logs to MLflow. Every report also names the Ray node the attempt
+runs on (`node_id`), so the driver can record where each trial ran, and where a retry went.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from dhkd.study.outcome import COMPUTE_S, EPOCH, FINISHED, OBJECTIVE, PARAMS
 
+NODE_ID = "node_id"  # result key: hex id of the Ray node this attempt runs on
 STATE_FILE = "state.pt"
 FINAL_FILE = "final.json"
 ARTIFACTS = "artifacts"
@@ -95,6 +97,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     """Tune entry point: `config` = {"trial_number": n, "params": {dotted key: value}}."""
     import logging
 
+    import ray
     import torch
     from ray import tune
 
@@ -110,9 +113,11 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         return
     pending: dict[str, Any] = {}
     start = time.perf_counter()
+    node = ray.get_runtime_context().get_node_id()
 
     def callback(report) -> None:
         metrics = {EPOCH: report.epoch, **report.metrics, COMPUTE_S: time.perf_counter() - start}
+        metrics[NODE_ID] = node
         value = objective_value(report.metrics, context.metric, categories)
         if value is not None:
             metrics[OBJECTIVE] = value
@@ -144,6 +149,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             if key in result:
                 final_metrics[key] = float(result[key])
         final_metrics[COMPUTE_S] = time.perf_counter() - start
+        final_metrics[NODE_ID] = node
         final_metrics[FINISHED] = 1
         (Path(out) / "checkpoint.pt").unlink(missing_ok=True)  # the state is saved beside
         _report(final_metrics, None, extra=Path(out))

@@ -1,0 +1,158 @@
+"""Study throughput, platform overhead and the feature-cache speed-up, at quickstart scale.
+
+    .venv/bin/python benchmarks/bench_study.py [--spec studies/quickstart.yaml] [--smoke-test]
+        [--no-study-without-cache]
+
+1. The study as `dhkd study run` runs it (fresh storage and a fresh MLflow sqlite store, local
+   Ray): wall time, trials per hour, and the share of wall time the trial slots spend outside
+   trial compute: 1 - sum(trial compute) / (wall * slots), slots = trials that can run at once.
+   Trial compute is what each trial measures inside its trainable (features, training,
+   evaluation, outputs: the last `compute_s` it reported). "loop" excludes the start-up (MLflow
+   store, data generation, Ray start) by timing from the first trial's start to the last end.
+2. The same study with the feature cache off (every trial extracts its backbone features).
+3. One trial's fit_units with no cache, with a warm disk cache (a new process would see this)
+   and with a warm memory cache (a reused Ray actor sees this).
+Writes benchmarks/results/study.json and prints the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from dhkd.study import load_spec, smoke_spec
+from dhkd.study.layout import StudyPaths
+from dhkd.study.runner import RunOptions, resolve_data, run_study
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _trial_times(uri: str, name: str) -> list[dict]:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    rows = []
+    for run in client.search_runs([exp.experiment_id], "tags.`dhkd.role` = 'trial'"):
+        history = client.get_metric_history(run.info.run_id, "compute_s")
+        rows.append(
+            {
+                "state": run.data.tags.get("state"),
+                "start": run.info.start_time / 1000,
+                "end": run.info.end_time / 1000,
+                "compute_s": max((m.value for m in history), default=0.0),
+            }
+        )
+    return rows
+
+
+def bench_study(spec, cache: str, slots: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-study-") as tmp:
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        opts = RunOptions(storage_path=Path(tmp) / "ray", tracking_uri=uri, feature_cache=cache,
+                          num_cpus=os.cpu_count(), quiet=True)  # fmt: skip
+        start = time.time()
+        summary = run_study(spec, opts)
+        wall = time.time() - start
+        trials = _trial_times(uri, spec.name)
+    compute = sum(t["compute_s"] for t in trials)
+    loop = max(t["end"] for t in trials) - min(t["start"] for t in trials)
+    return {
+        "feature_cache": cache,
+        "trials": len(trials),
+        "states": summary.counts(),
+        "wall_s": round(wall, 2),
+        "startup_s": round(min(t["start"] for t in trials) - start, 2),
+        "loop_s": round(loop, 2),
+        "trial_compute_s": round(compute, 2),
+        "trials_per_hour": round(len(trials) / wall * 3600, 1),
+        "trials_per_hour_loop": round(len(trials) / loop * 3600, 1),
+        "outside_compute_fraction": round(1 - compute / (wall * slots), 3),
+        "outside_compute_fraction_loop": round(1 - compute / (loop * slots), 3),
+    }
+
+
+def bench_cache(spec) -> dict:
+    """One trial's fit_units: features computed / loaded from disk / held in memory."""
+    import torch
+
+    from dhkd.features import FeatureCache
+    from dhkd.train import fit_units
+
+    torch.set_num_threads(max(1, int(spec.resources.cpu)))
+    cfg = spec.base_config()
+    out: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
+        root = resolve_data(spec, StudyPaths(Path(tmp), spec.name))
+        disk = FeatureCache(Path(tmp) / "features")
+        fit_units(cfg, root, spec.units, feature_cache=disk, progress=False)  # fills the cache
+        for label, cache in (
+            ("none", FeatureCache("", max_memory_items=0)),
+            ("disk", FeatureCache(Path(tmp) / "features")),
+            ("memory", disk),
+        ):
+            start = time.perf_counter()
+            result = fit_units(cfg, root, spec.units, feature_cache=cache, progress=False)
+            out[label] = {
+                "trial_s": round(time.perf_counter() - start, 2),
+                "feature_s": round(result["feature_seconds"], 2),
+            }
+    out["trial_speedup_disk"] = round(out["none"]["trial_s"] / out["disk"]["trial_s"], 2)
+    out["trial_speedup_memory"] = round(out["none"]["trial_s"] / out["memory"]["trial_s"], 2)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", default=str(ROOT / "studies" / "quickstart.yaml"))
+    parser.add_argument("--smoke-test", action="store_true", help="the spec's smoke version")
+    parser.add_argument("--no-study-without-cache", action="store_true")
+    args = parser.parse_args()
+    spec = load_spec(args.spec)
+    if args.smoke_test:
+        spec = smoke_spec(spec)
+    cpus = os.cpu_count() or 1
+    slots = max(1, min(spec.budget.max_concurrent, int(cpus // spec.resources.cpu)))
+    result = {
+        "spec": args.spec,
+        "smoke_test": args.smoke_test,
+        "cpus": cpus,
+        "slots": slots,
+        "load_average_before": os.getloadavg(),
+        "platform": platform.platform(),
+        "study": bench_study(spec, "auto", slots),
+    }
+    if not args.no_study_without_cache:
+        result["study_without_cache"] = bench_study(spec, "off", slots)
+        result["study_speedup_from_cache"] = round(
+            result["study_without_cache"]["trial_compute_s"] / result["study"]["trial_compute_s"], 2
+        )
+    result["one_trial_fit"] = bench_cache(spec)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "study.json").write_text(json.dumps(result, indent=2))
+    study = result["study"]
+    print(f"study {spec.name}: {study['trials']} trials {study['states']} in {study['wall_s']} s "
+          f"(start-up {study['startup_s']} s) -> {study['trials_per_hour']} trials/h "
+          f"({study['trials_per_hour_loop']} trials/h after start-up)")  # fmt: skip
+    print(f"outside trial compute: {study['outside_compute_fraction']:.1%} of slot time "
+          f"({study['outside_compute_fraction_loop']:.1%} after start-up)")  # fmt: skip
+    if "study_without_cache" in result:
+        nc = result["study_without_cache"]
+        print(f"without the feature cache: trial compute {nc['trial_compute_s']} s vs "
+              f"{study['trial_compute_s']} s (x{result['study_speedup_from_cache']}), "
+              f"wall {nc['wall_s']} s vs {study['wall_s']} s")  # fmt: skip
+    fit = result["one_trial_fit"]
+    print(f"one trial: no cache {fit['none']['trial_s']} s (features {fit['none']['feature_s']} s)"
+          f", disk cache {fit['disk']['trial_s']} s (x{fit['trial_speedup_disk']}), memory "
+          f"{fit['memory']['trial_s']} s (x{fit['trial_speedup_memory']})")  # fmt: skip
+    print(f"wrote {RESULTS / 'study.json'}")
+
+
+if __name__ == "__main__":
+    main()
