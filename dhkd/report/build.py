@@ -1,0 +1,201 @@
+"""`build_report`: one study in MLflow -> tables, figures, provenance and an index README.
+
+Output folder:
+    README.md                 the report: summary, the three tables, figures, notes
+    tables/<metric>.md|.tex|.csv
+    figures/*.png|.pdf        parameter plots, bars, importances, history, parallel
+                              coordinates, qualitative maps (+ qualitative/ raw grids)
+    provenance.csv|.json      for every number in the CSVs: run id + metric key, or source
+    report.json               what was read (URI, experiment, study run, Optuna source)
+The same folder is logged to the study run as artifacts under report/.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dhkd.report import figures as F
+from dhkd.report import figures_optuna as FO
+from dhkd.report.collect import METRICS, StudyData, client_for, download_maps, load_study
+from dhkd.report.optuna_study import optuna_study, space
+from dhkd.report.render import provenance_rows, to_csv, to_latex, to_markdown
+from dhkd.report.select import Column, best_trial, columns
+from dhkd.report.tables import Table, build_table
+
+OUTPUTS = ("tables", "figures", "README.md", "provenance.csv", "provenance.json", "report.json")
+
+
+@dataclass
+class ReportResult:
+    out: Path
+    tables: dict[str, Table]
+    figures: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    logged_to: str | None = None  # study run id the report was logged to
+
+
+def resolve_baseline(cols: list[Column], baseline: str | None) -> str | None:
+    """A column key from a key ("noise.sigma=0.0") or a value ("0.0"); None: the first."""
+    if baseline is None:
+        return None
+    for col in cols:
+        if baseline == col.key or any(
+            baseline == (v if isinstance(v, str) else json.dumps(v))
+            for v in col.assignment.values()
+        ):
+            return col.key
+    from dhkd.errors import DhkdError
+
+    raise DhkdError(
+        f"--baseline {baseline!r} matches no column; columns: " + ", ".join(c.key for c in cols)
+    )
+
+
+def write_tables(tables: dict[str, Table], out: Path) -> None:
+    folder = out / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for metric, table in tables.items():
+        (folder / f"{metric}.md").write_text(to_markdown(table))
+        (folder / f"{metric}.tex").write_text(to_latex(table))
+        (folder / f"{metric}.csv").write_text(to_csv(table))
+        rows += provenance_rows(table)
+    fields = [
+        "table",
+        "row",
+        "column",
+        "label",
+        "quantity",
+        "value",
+        "source",
+        "run_id",
+        "trial_number",
+        "metric_key",
+        "mlflow_value",
+        "reference",
+    ]
+    with open(out / "provenance.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "provenance.json").write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
+
+
+def _figure(result: ReportResult, folder: Path, name: str, make) -> None:
+    """Draw and save one figure; an Optuna figure that cannot be drawn becomes a note."""
+    try:
+        fig = make()
+    except ValueError as exc:
+        result.notes.append(f"figure {name} skipped: {exc}")
+        return
+    result.figures += F.save(fig, folder, name, dpi=100 if name == "qualitative" else F.DPI)
+
+
+def write_figures(data: StudyData, cols: list[Column], result: ReportResult, storage) -> None:
+    folder = result.out / "figures"
+    tables = result.tables
+    for key in data.spec.get("scientific") or {}:
+        make = lambda k=key: F.parameter_figure(data, tables, cols, k)  # noqa: E731
+        _figure(result, folder, f"param_{key}", make)
+    for metric, table in tables.items():
+        _figure(result, folder, f"bars_{metric}", lambda t=table: F.bars_figure(data, t))
+    study, source, notes = optuna_study(data, storage)
+    result.notes += notes
+    result.notes.append(
+        f"Importances, history and parallel coordinates use the Optuna study "
+        f"from {source} ({len(study.trials)} final trials)."
+    )
+    metric = data.objective[0]
+    n_done = sum(t.state.name == "COMPLETE" for t in study.trials)
+    _figure(
+        result,
+        folder,
+        "importances",
+        lambda: FO.importance_figure(data.name, FO.importances(study), n_done),
+    )
+    _figure(result, folder, "history", lambda: FO.history_figure(study, metric))
+    _figure(
+        result,
+        folder,
+        "parallel",
+        lambda: FO.parallel_figure(data.name, study, space(data), metric),
+    )
+    best = best_trial(data, data.trials)
+    maps = download_maps(data, best, folder / "qualitative") if best else []
+    if not maps:
+        result.notes.append("qualitative figure skipped: the best trial has no maps_*.png")
+        return
+    title = f"{data.name}: best trial #{best.number} (run {best.run_id[:8]}), test images, "
+    title += "ground truth, anomaly maps"
+    _figure(result, folder, "qualitative", lambda: F.qualitative_figure(maps, title))
+
+
+MARKER = ".dhkd-report"
+
+
+def clean(out: Path) -> None:
+    """Remove what an earlier report wrote (only our own outputs); refuse a non-empty folder
+    that no report wrote (e.g. --out .), so nothing else is ever deleted."""
+    if any(out.iterdir()) and not (out / MARKER).is_file():
+        from dhkd.errors import DhkdError
+
+        raise DhkdError(
+            f"{out} is not empty and holds no earlier report ({MARKER} is missing); "
+            "pass --out with a new or empty folder"
+        )
+    for name in OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    (out / MARKER).write_text("written by `dhkd report`; its outputs here are replaced on rerun\n")
+
+
+def build_report(
+    name: str,
+    tracking_uri: str,
+    out: str | Path,
+    *,
+    paper: bool = False,
+    storage_path: str | Path | None = None,
+    baseline: str | None = None,
+    log_artifacts: bool = True,
+    command: str = "",
+) -> ReportResult:
+    """Write the report of study `name` into `out` (see the module docstring)."""
+    from dhkd.report.readme import write_readme
+
+    data = load_study(name, tracking_uri)
+    cols = columns(data)
+    base = resolve_baseline(cols, baseline)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    clean(out)
+    tables = {m: build_table(data, cols, m, paper=paper, baseline=base) for m in METRICS}
+    result = ReportResult(out, tables, notes=list(data.notes))
+    write_tables(tables, out)
+    write_figures(data, cols, result, storage_path)
+    meta = {
+        "study": data.name,
+        "tracking_uri": data.tracking_uri,
+        "experiment_id": data.experiment_id,
+        "study_run_id": data.study_run_id,
+        "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "paper": paper,
+        "columns": {c.key: c.trial.run_id if c.trial else None for c in cols},
+        "partial": {m: t.partial for m, t in tables.items()},
+    }
+    (out / "report.json").write_text(json.dumps(meta, indent=1) + "\n")
+    write_readme(data, cols, result, meta)
+    if log_artifacts:
+        client, _ = client_for(data.tracking_uri)
+        client.log_artifacts(data.study_run_id, str(out), artifact_path="report")
+        result.logged_to = data.study_run_id
+    return result

@@ -1,0 +1,108 @@
+"""The report's index page (README.md): what was read, the tables, the figures, the notes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dhkd.report.collect import StudyData
+from dhkd.report.render import to_markdown
+from dhkd.report.select import Column, best_trial
+
+FIGURE_TEXT = {
+    "param_": "Metrics vs the scientific parameter {key}, per category (thin) and averaged "
+    "(black), best trial per value, error bars = std over seeds; grey dots = every COMPLETE "
+    "trial's average.",
+    "bars_": "{key} per category for every column of the table (error bars = std over seeds).",
+    "importances": "Hyperparameter importances for the objective (Optuna's default, PED-ANOVA).",
+    "history": "Optimisation history (best so far in red) and the learning curves per trial.",
+    "parallel": "Parallel coordinates of every final trial, coloured by the objective.",
+    "qualitative": "Test images, ground truth and anomaly maps of the best trial "
+    "(full-size grids in figures/qualitative/).",
+}
+
+
+def _counts(data: StudyData) -> str:
+    counts: dict[str, int] = {}
+    for t in data.trials:
+        counts[t.state] = counts.get(t.state, 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
+def _figure_lines(result) -> list[str]:
+    lines = []
+    for path in result.figures:
+        if path.suffix != ".png":
+            continue
+        stem = path.stem
+        prefix = next((p for p in FIGURE_TEXT if stem.startswith(p)), None)
+        text = FIGURE_TEXT.get(prefix, stem).format(key=stem.removeprefix(prefix or ""))
+        rel = path.relative_to(result.out).as_posix()
+        lines += [f"**{stem}** - {text} ([PDF]({rel[:-4]}.pdf))", "", f"![{stem}]({rel})", ""]
+    return lines
+
+
+def summary_lines(data: StudyData, cols: list[Column], meta: dict[str, Any]) -> list[str]:
+    metric, mode = data.objective
+    spec = data.spec
+    best = best_trial(data, data.trials)
+    sci = (
+        "; ".join(
+            f"{k} {p.get('values', [p.get('low'), p.get('high')])}"
+            for k, p in (spec.get("scientific") or {}).items()
+        )
+        or "none (a search)"
+    )
+    nuis = ", ".join(spec.get("nuisance") or {}) or "none"
+    lines = [
+        f"- Study: {spec.get('description') or data.name}",
+        f"- Read from MLflow `{data.tracking_uri}`: experiment {data.experiment_id}, study run "
+        f"`{data.study_run_id}`; generated {meta['generated']}",
+        f"- Trials: {len(data.trials)} ({_counts(data)}); objective: {mode} {metric} "
+        "(mean over categories)",
+        f"- Scientific: {sci}; nuisance (tuned): {nuis}",
+        f"- Categories: {', '.join(data.categories)}; seeds: {spec.get('seeds')}",
+    ]
+    if best is not None:
+        size = best.params.get("data.image_size", "?")
+        lines.append(
+            f"- Best trial: #{best.number} (run `{best.run_id}`), objective "
+            f"{data.objective_value(best):.4f}; metrics computed on anomaly maps at the input "
+            f"resolution, {size}x{size} px (data.image_size)"
+        )
+    lines.append(
+        "- Columns: "
+        + "; ".join(
+            f"{c.label}: "
+            + (f"trial #{c.trial.number} (`{c.trial.run_id}`)" if c.trial else "no COMPLETE trial")
+            + f", {c.n_complete}/{c.n_trials} complete"
+            for c in cols
+        )
+    )
+    return lines
+
+
+def write_readme(data: StudyData, cols: list[Column], result, meta: dict[str, Any]) -> None:
+    lines = [f"# Report: study `{data.name}`", ""]
+    if meta.get("command"):
+        lines += ["Regenerate with:", "", "```", meta["command"], "```", ""]
+    lines += summary_lines(data, cols, meta)
+    lines += [
+        "",
+        "Every number in the tables comes from the MLflow run named in "
+        "[provenance.csv](provenance.csv) (run id + metric key; seed spreads from the "
+        "run's metrics.json artifact; published columns from their papers).",
+        "",
+        "## Tables",
+        "",
+    ]
+    for metric, table in result.tables.items():
+        lines.append(to_markdown(table).replace("### ", "### ", 1))
+        lines.append(
+            f"Files: [Markdown](tables/{metric}.md), [LaTeX](tables/{metric}.tex), "
+            f"[CSV](tables/{metric}.csv)"
+        )
+        lines.append("")
+    lines += ["## Figures", "", *_figure_lines(result)]
+    if result.notes:
+        lines += ["## Notes", "", *(f"- {n}" for n in result.notes), ""]
+    (result.out / "README.md").write_text("\n".join(lines))

@@ -1,0 +1,204 @@
+"""A Table as Markdown, LaTeX (booktabs), CSV, and provenance rows (one per number).
+
+Display: percent with one decimal, `mean ± std` where several seeds exist, best measured value
+per row in bold, `–*` for a missing cell (footnoted with its reason), `†` on published columns.
+CSV keeps full precision (percent) so every number can be checked against MLflow.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from dhkd.report.tables import AVERAGE, Cell, Table, TableColumn
+
+MISSING = "–"
+LATEX_CHARS = {
+    "_": r"\_",
+    "%": r"\%",
+    "&": r"\&",
+    "#": r"\#",
+    "$": r"\$",
+    "{": r"\{",
+    "}": r"\}",
+    "σ": r"$\sigma$",
+    "λ": r"$\lambda$",
+    "Δ": r"$\Delta$",
+    "±": r"$\pm$",
+    "†": r"$^\dagger$",
+    "–": "--",
+    "×": r"$\times$",
+    "≥": r"$\geq$",
+    "<": r"$<$",
+    ">": r"$>$",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_CHARS.get(ch, ch) for ch in str(text))
+
+
+def header(col: TableColumn) -> str:
+    if col.kind == "published":
+        return f"{col.label}†" + (f" ({col.note})" if col.note else "")
+    if col.trial is not None and col.key != "best":
+        return f"{col.label} (#{col.trial.number})"
+    return col.label
+
+
+def cell_text(cell: Cell) -> str:
+    if cell.value is None:
+        return "" if cell.source == "published" else f"{MISSING}*"
+    if cell.source == "published":  # as printed: 97.47 stays 97.47
+        return f"{cell.value:.1f}" if round(cell.value, 1) == cell.value else f"{cell.value:.2f}"
+    text = f"{cell.value:.1f}"
+    return f"{text} ± {cell.std:.1f}" if cell.std is not None else text
+
+
+def footnotes(table: Table) -> list[str]:
+    """One footnote per (column, reason), naming its rows."""
+    labels = {c.key: c.label for c in table.columns}
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for row, key in table.missing:
+        grouped.setdefault((key, table.cells[(row, key)].reason), []).append(row)
+    lines = []
+    for (key, reason), rows in grouped.items():
+        where = "all rows" if len(rows) == len(table.rows) else ", ".join(rows)
+        lines.append(f"* {labels[key]} ({where}): {reason}")
+    return lines
+
+
+def to_markdown(table: Table) -> str:
+    cols = table.columns
+    status = " (PARTIAL)" if table.partial else ""
+    lines = [f"### {table.title} — study `{table.study}`{status}", ""]
+    lines.append("| Category | " + " | ".join(header(c) for c in cols) + " |")
+    lines.append("|:--|" + "|".join("--:" for _ in cols) + "|")
+    for row in table.rows:
+        best = table.best_in_row(row)
+        texts = []
+        for c in cols:
+            text = cell_text(table.cells[(row, c.key)])
+            texts.append(f"**{text}**" if c.key in best else text)
+        name = f"**{row}**" if row == AVERAGE else row
+        lines.append(f"| {name} | " + " | ".join(texts) + " |")
+    lines.append("")
+    for note in [*table.notes, *footnotes(table)]:
+        lines.append(f"  - {note.strip()}" if note.startswith("  ") else f"- {note}")
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(table: Table) -> str:
+    cols = table.columns
+    measured = [c for c in cols if c.kind == "measured"]
+    spec = "l" + "c" * len(cols)
+    label = f"tab:{table.study}-{table.metric}".replace("_", "-")
+    status = " (partial)" if table.partial else ""
+    out = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        rf"\caption{{{latex_escape(table.title)} (\%) per category, study "
+        rf"\texttt{{{latex_escape(table.study)}}}{status}.}}",
+        rf"\label{{{label}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+    ]
+    if len(measured) < len(cols):
+        k, m = len(measured), len(cols)
+        out.append(
+            rf" & \multicolumn{{{k}}}{{c}}{{Measured (this study)}} & "
+            rf"\multicolumn{{{m - k}}}{{c}}{{Published$^\dagger$}} \\"
+        )
+        out.append(rf"\cmidrule(lr){{2-{k + 1}}}\cmidrule(lr){{{k + 2}-{m + 1}}}")
+    out.append("Category & " + " & ".join(latex_escape(header(c)) for c in cols) + r" \\")
+    out.append(r"\midrule")
+    for row in table.rows:
+        if row == AVERAGE:
+            out.append(r"\midrule")
+        best = table.best_in_row(row)
+        texts = []
+        for c in cols:
+            text = latex_escape(cell_text(table.cells[(row, c.key)])).replace("*", r"$^*$")
+            texts.append(rf"\textbf{{{text}}}" if c.key in best else text)
+        out.append(latex_escape(row) + " & " + " & ".join(texts) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip", r"\footnotesize"]
+    notes = [*table.notes, *footnotes(table)]
+    out.append(r" \\ ".join(latex_escape(n).replace("*", r"$^*$", 1) for n in notes))
+    out.append(r"\end{table}")
+    return "\n".join(out) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    """Wide CSV: category, then `<key> mean|std|n` per measured column and `<key>` per
+    published column; percent at full precision, empty where there is no value."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    head = ["category"]
+    for c in table.columns:
+        head += [f"{c.key} mean", f"{c.key} std", f"{c.key} n"] if c.kind == "measured" else [c.key]
+    writer.writerow(head)
+    for row in table.rows:
+        line: list[object] = [row]
+        for c in table.columns:
+            cell = table.cells[(row, c.key)]
+            value = "" if cell.value is None else cell.value
+            if c.kind == "measured":
+                std = "" if cell.std is None else cell.std
+                line += [value, std, cell.n if cell.value is not None else ""]
+            else:
+                line.append(value)
+        writer.writerow(line)
+    return buf.getvalue()
+
+
+def provenance_rows(table: Table) -> list[dict[str, object]]:
+    """One row per number in the CSV: where it comes from (run id and metric key, artifact, or
+    the published table)."""
+    rows = []
+    for row in table.rows:
+        for c in table.columns:
+            cell = table.cells[(row, c.key)]
+            if cell.value is None:
+                continue
+            base = {"table": table.metric, "row": row, "column": c.key, "label": c.label}
+            if cell.source == "published":
+                rows.append(
+                    {
+                        **base,
+                        "quantity": "value",
+                        "value": cell.value,
+                        "source": "published",
+                        "reference": cell.ref,
+                    }
+                )
+                continue
+            trial = {"run_id": cell.run_id, "trial_number": c.trial.number if c.trial else None}
+            rows.append(
+                {
+                    **base,
+                    "quantity": "mean",
+                    "value": cell.value,
+                    "source": "mlflow metric (x100)",
+                    "metric_key": cell.metric_key,
+                    "mlflow_value": cell.raw,
+                    **trial,
+                }
+            )
+            if cell.std is not None:
+                what = "category" if row != AVERAGE else "mean over categories"
+                ref = (
+                    f"metrics.json units: {what} {row if row != AVERAGE else ''}, "
+                    f"seeds {cell.seeds}, metric {table.metric}"
+                )
+                rows.append(
+                    {
+                        **base,
+                        "quantity": "std",
+                        "value": cell.std,
+                        "source": "mlflow artifact",
+                        "reference": ref.replace("  ", " "),
+                        **trial,
+                    }
+                )
+    return rows

@@ -1,0 +1,104 @@
+"""Acceptance on a real study: the quickstart smoke study, then `dhkd report qs`; every number
+in the CSV tables equals the MLflow metric (or metrics.json units) that provenance names."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dhkd.cli import main
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory, empty_store):
+    tmp = tmp_path_factory.mktemp("smoke")
+    shutil.copy(empty_store, tmp / "mlflow.db")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "dhkd",
+        "study",
+        "run",
+        str(REPO / "studies/quickstart.yaml"),
+        "--smoke-test",
+        "--tracking-uri",
+        uri,
+        "--storage-path",
+        str(tmp / "ray"),
+        "--name",
+        "qs",
+        "--quiet",
+    ]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return uri, tmp
+
+
+def _units(client, run_id: str, cache: dict) -> list[dict]:
+    if run_id not in cache:
+        path = client.download_artifacts(run_id, "metrics.json", str(cache["dir"] / run_id))
+        cache[run_id] = json.loads(Path(path).read_text())["units"]
+    return cache[run_id]
+
+
+def test_report_of_the_smoke_study_traces_every_number(smoke_study, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri, storage = smoke_study
+    out = tmp_path / "report"
+    args = [
+        "report",
+        "qs",
+        "--tracking-uri",
+        uri,
+        "--out",
+        str(out),
+        "--storage-path",
+        str(storage / "ray"),
+    ]
+    assert main(args) == 0
+    client = MlflowClient(uri)
+    prov = list(csv.DictReader((out / "provenance.csv").read_text().splitlines()))
+    by_cell = {(p["table"], p["row"], p["column"], p["quantity"]): p for p in prov}
+    cache: dict = {"dir": tmp_path / "units"}
+    checked = 0
+    for metric in ("image_auroc", "pixel_auroc", "pixel_aupro"):
+        table = (out / "tables" / f"{metric}.csv").read_text().splitlines()
+        for row in csv.DictReader(table):
+            for name, text in row.items():
+                if name == "category" or not text or name.endswith(" n"):
+                    continue
+                column, quantity = name.rsplit(" ", 1)
+                p = by_cell[(metric, row["category"], column, quantity)]
+                run = client.get_run(p["run_id"])
+                if quantity == "mean":
+                    assert float(text) == 100 * run.data.metrics[p["metric_key"]]
+                else:  # std: recomputed from the run's metrics.json units
+                    units = _units(client, p["run_id"], cache)
+                    values = [100 * u[metric] for u in units if u["category"] == row["category"]]
+                    assert float(text) == pytest.approx(np.std(values, ddof=1))
+                checked += 1
+    assert checked >= 3 * 3  # 2 categories + Average, at least one column, 3 tables
+    for figure in ("param_noise.sigma", "qualitative", "parallel", "history"):
+        assert (out / "figures" / f"{figure}.png").stat().st_size > 10_000
+    assert "Optuna study from optuna.db" in (out / "README.md").read_text()
+    logged = {
+        a.path
+        for a in client.list_artifacts(
+            json.loads((out / "report.json").read_text())["study_run_id"], "report/tables"
+        )
+    }
+    assert "report/tables/pixel_aupro.csv" in logged
