@@ -66,9 +66,16 @@ class StudyData:
         return obj.get("metric", "pixel_aupro"), obj.get("mode", "max")
 
     def objective_value(self, trial: Trial) -> float | None:
-        """The study objective of a trial: MLflow metric `objective`, else the mean metric."""
-        value = trial.metric("objective")
-        return value if value is not None else trial.metric(self.objective[0])
+        """The study objective of a trial: MLflow metric `objective`, else `<metric>`, else
+        the mean of `<category>/<metric>` over the categories (None if one is missing)."""
+        metric = self.objective[0]
+        for value in (trial.metric("objective"), trial.metric(metric)):
+            if value is not None:
+                return value
+        values = [trial.metric(f"{c}/{metric}") for c in self.categories]
+        if not values or any(v is None for v in values):
+            return None
+        return sum(values) / len(values)
 
 
 def client_for(uri: str):
@@ -82,6 +89,10 @@ def client_for(uri: str):
                 "studies/quickstart.yaml`) or pass --tracking-uri of the store it used"
             )
         uri = f"sqlite:///{path.resolve()}"
+    elif uri.startswith(("http://", "https://")):
+        from dhkd.study.tracking import check_tracking
+
+        check_tracking(uri)  # a clear DhkdError instead of retries and a traceback
     return _client(uri), uri
 
 

@@ -169,7 +169,7 @@ def parallel_figure(name: str, study, spec_space: dict[str, dict[str, Any]], met
         ax.text(i + 0.03, NA, "n/a", fontsize=7, va="center", color="0.4")
     ax.axvline(len(keys), color="0.2", lw=0.8)
     for y, value in ((0.0, lo), (1.0, hi)):  # the objective axis spans the observed range
-        ax.text(len(keys) + 0.03, y, f"{value:.4g}", fontsize=7, va="center", ha="left")
+        ax.text(len(keys) + 0.03, y, f"{value:.6g}", fontsize=7, va="center", ha="left")
     ax.set_xticks(range(len(keys) + 1), [*keys, f"objective\n({metric})"], fontsize=8)
     ax.set_yticks([])
     ax.set_ylim(NA - 0.08, 1.08)

@@ -28,7 +28,13 @@ class Column:
     n_trials: int
 
 
-SHORT = {"noise.sigma": "σ", "loss.affinity_weight": "λ", "teacher.depth": "K"}
+SHORT = {
+    "noise.sigma": "σ",
+    "loss.affinity_weight": "λ",
+    "loss.affinity_form": "form",
+    "teacher.depth": "K",
+    "student.kind": "student",
+}
 
 
 def param_text(value: str) -> str:

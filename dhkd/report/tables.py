@@ -234,7 +234,8 @@ def table_notes(data: StudyData, table: Table, cols: list[Column], pub: list) ->
         notes.append(
             f"Paired comparisons with the baseline {table.comparisons[0].baseline}: "
             "Wilcoxon signed-rank, two-sided, Holm-corrected over this table's "
-            "comparisons."
+            "comparisons. With several seeds the pairs are (category, seed) units, and the "
+            "seeds of one category are not independent: read p as indicative."
         )
         notes += [f"  {c.text()}" for c in table.comparisons]
     if pub:

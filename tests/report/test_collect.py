@@ -80,3 +80,46 @@ def test_parse_value_uses_the_spec_distribution():
     assert parse_value("3", {"type": "int", "low": 1, "high": 4}) == 3
     with pytest.raises(ValueError, match="not among"):
         parse_value("0.3", {"type": "categorical", "values": [0.0, 0.2]})
+
+
+def test_spec_falls_back_to_the_spec_yaml_artifact(tmp_path, fresh_uri):
+    """A study run without spec.* params (e.g. written by an older platform) still reports."""
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(fresh_uri)
+    exp = client.create_experiment(
+        "old", tags={"dhkd.study": "old"}, artifact_location=(tmp_path / "art").as_uri()
+    )
+    study = client.create_run(exp, tags={"dhkd.role": "study"}).info.run_id
+    spec = {
+        "name": "old",
+        "description": "older layout",
+        "scientific": {"noise.sigma": {"type": "categorical", "values": [0.0, 0.1]}},
+        "objective": {"metric": "image_auroc", "mode": "max"},
+        "seeds": [0],
+        "data": {"root": "x", "categories": ["bottle"]},
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    client.log_artifact(study, str(tmp_path / "spec.yaml"))
+    trial = client.create_run(
+        exp,
+        tags={
+            "dhkd.role": "trial",
+            "mlflow.parentRunId": study,
+            "optuna_trial_number": "0",
+            "state": "COMPLETE",
+        },
+    )
+    client.log_param(trial.info.run_id, "noise.sigma", "0.1")
+    client.log_metric(trial.info.run_id, "bottle/image_auroc", 0.9, step=1)
+    data = load_study("old", fresh_uri)
+    assert data.objective == ("image_auroc", "max") and data.categories == ["bottle"]
+    cols = columns(data)
+    assert [c.trial.number if c.trial else None for c in cols] == [None, 0]
+
+
+def test_a_server_that_does_not_answer_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    with pytest.raises(DhkdError, match="does not answer"):
+        load_study("x", "http://127.0.0.1:9")
