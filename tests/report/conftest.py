@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from report_helpers import default_trials, write_study
+
+from .report_helpers import default_trials, write_study
 
 
 @pytest.fixture(scope="session")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from report_helpers import FakeTrial, write_study
 
 from dhkd.errors import DhkdError
 from dhkd.report.collect import load_study, load_units
 from dhkd.report.select import columns, matches, parse_value
+
+from .report_helpers import FakeTrial, write_study
 
 
 def test_study_runs_params_and_spec_come_back(fake_study):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from report_helpers import default_trials, write_study
 
 from dhkd.cli import main
 from dhkd.report import build_report
 from dhkd.report.build import clean
+
+from .report_helpers import default_trials, write_study
 
 FIGURES = (
     "param_noise.sigma",
@@ -102,7 +103,7 @@ def test_bad_input_is_a_clear_message(fake_study, tmp_path, capsys):
 
 
 def test_a_search_without_categorical_scientific_reports_its_best_trial(tmp_path, fresh_uri):
-    from report_helpers import FakeTrial
+    from .report_helpers import FakeTrial
 
     trials = [
         FakeTrial(0, 0.1, 0.1, "COMPLETE", 0.8),

@@ -7,12 +7,13 @@ import io
 
 import numpy as np
 import pytest
-from report_helpers import FakeTrial, write_study
 
 from dhkd.report.collect import load_study
 from dhkd.report.render import provenance_rows, to_csv, to_latex, to_markdown
 from dhkd.report.select import columns
 from dhkd.report.tables import AVERAGE, build_table
+
+from .report_helpers import FakeTrial, write_study
 
 
 @pytest.fixture(scope="module")
