@@ -8,12 +8,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 from dhkd.cli import main
 from dhkd.commands.ui import ui_command
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_study_check_lists_every_spec(capsys):
