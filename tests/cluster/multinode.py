@@ -190,7 +190,10 @@ class RayCluster:
         self.temp = Path(tempfile.mkdtemp(prefix="dhkd-rc-", dir="/tmp"))
         self.port = free_port()
         self.nodes: dict[str, subprocess.Popen] = {}
-        self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+        tmp = self.temp / "tmp"  # what a killed trial leaves in its temp folders goes with it
+        tmp.mkdir()
+        self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+                    "TMPDIR": str(tmp)}  # fmt: skip
 
     @property
     def address(self) -> str:
