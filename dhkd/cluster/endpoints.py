@@ -179,12 +179,19 @@ def _sql_finding(uri: str, timeout: float) -> Finding:
 
 
 def storage_findings(path: str, multi_node: bool = False) -> list[Finding]:
-    """Check the Tune storage path: local dirs get a write probe, cloud URIs a warning."""
+    """Check the study storage path: a directory every node shares (write probe here).
+
+    The study keeps its Optuna database, tracking state and outbox beside Ray's files, so the
+    path must be a filesystem; object-store URIs are refused as `dhkd study run` refuses them.
+    """
     parts = urlsplit(path)
     if len(parts.scheme) > 1 and parts.scheme != "file":
-        msg = f"{parts.scheme}:// cannot be checked offline"
-        fix = "make sure your machine and every node's instance profile can write there"
-        return [Finding("warning", "storage-path", msg, fix)]
+        msg = (
+            f"{parts.scheme}:// is not a filesystem; the study keeps sqlite state (Optuna, "
+            "tracking, outbox) under the storage path"
+        )
+        fix = "mount a shared filesystem (EFS/NFS) at the same path on every node and pass it"
+        return [Finding("error", "storage-path", msg, fix)]
     local = Path(parts.path if parts.scheme == "file" else path).expanduser()
     if not local.is_absolute():
         msg = f"{path!r} is relative; Ray Tune needs an absolute storage path"
@@ -205,6 +212,6 @@ def storage_findings(path: str, multi_node: bool = False) -> list[Finding]:
     out.append(Finding("ok", "storage-path", f"{local} is writable{made}"))
     if multi_node:
         msg = "a local path exists on this machine only; trials on the workers cannot reach it"
-        fix = "use s3://<bucket>/<prefix> or a filesystem mounted at the same path on every node"
+        fix = "make sure it is a shared filesystem (EFS/NFS) mounted at this path on every node"
         out.append(Finding("warning", "storage-path", msg, fix))
     return out

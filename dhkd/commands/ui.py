@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import subprocess
 import sys
 
@@ -42,10 +44,31 @@ def run(args: argparse.Namespace) -> int:
             )
         uri = normalize_uri(uri)
     print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
-    proc = subprocess.Popen(ui_command(uri, args.host, args.port, args.workers))
+    # The server runs in its own process group so that stopping `dhkd ui` (Ctrl+C or SIGTERM)
+    # stops all of its worker processes too.
+    proc = subprocess.Popen(ui_command(uri, args.host, args.port, args.workers),
+                            start_new_session=True)  # fmt: skip
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(timeout=30)
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _stop_group(proc)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=15)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -238,15 +238,17 @@ def test_storage_path_checks(tmp_path: Path) -> None:
     assert bad.level == "error" and "cannot write" in bad.message
     assert storage_findings("relative/dir")[0].level == "error"
     (s3,) = storage_findings("s3://bucket/prefix")
-    assert s3.level == "warning" and "offline" in s3.message
+    assert s3.level == "error" and "not a filesystem" in s3.message
     assert [f.level for f in storage_findings(str(target), multi_node=True)] == ["ok", "warning"]
 
 
 def test_cli_exit_codes(
     config: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["cluster", "check", str(CLUSTER_YAML), "--storage-path", "s3://b/p"]) == 0
+    assert main(["cluster", "check", str(CLUSTER_YAML)]) == 0
     assert "result: 0 errors" in capsys.readouterr().out
+    assert main(["cluster", "check", str(CLUSTER_YAML), "--storage-path", "s3://b/p"]) == 2
+    assert "storage-path: s3:// is not a filesystem" in capsys.readouterr().out
     broken = copy.deepcopy(config)
     broken["max_wrokers"] = broken.pop("max_workers")
     bad = tmp_path / "bad.yaml"

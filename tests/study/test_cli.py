@@ -67,5 +67,7 @@ def test_ui_serves_the_tracking_store(tmp_path, mlflow_template):
         else:
             pytest.fail("mlflow ui did not answer within 90 s")
     finally:
-        proc.terminate()
+        proc.terminate()  # `dhkd ui` stops the server's whole process group on SIGTERM
         proc.wait(timeout=30)
+    left = subprocess.run(["pgrep", "-af", "--", f"--port {port}"], capture_output=True, text=True)
+    assert left.returncode == 1, f"server processes left running: {left.stdout}"
