@@ -1,0 +1,282 @@
+"""Bidirectional knowledge distillation (BiKD; Wang et al., Neural Computing and Applications 2024).
+
+Only the abstract is public: a classification-pretrained teacher, forward distillation (teacher ->
+student) plus backward distillation (student -> teacher side), and an anomaly-simulating
+augmentation. The architecture here is ours; every choice is a `bikd.*` switch (config.py):
+
+- Teacher: the frozen ImageNet backbone (backbone.py), features of cfg.backbone.levels,
+  normalised per level like DHKD's (FeatureNorm, cfg.backbone.feature_norm).
+- Forward path (`bikd.forward_weight`; off for `bikd.direction: backward`): `ForwardStudent`,
+  a light CNN trained from scratch that maps the clean image to the teacher's per-level features
+  (1 - cosine per position, plus `bikd.forward_mse_weight` x MSE). It only ever sees normal
+  images, so it fails to imitate the teacher on anomalies (STPM-style discrepancy).
+- Backward path (`bikd.backward_weight`; off for `bikd.direction: forward`): `ReverseDistiller`,
+  reverse distillation (RD4AD style): `Bottleneck` fuses the teacher's levels into a compact
+  embedding of width `bikd.bottleneck_ratio` x sum(C_l) at the coarsest level's resolution /
+  `bikd.bottleneck_stride`, and `Decoder` reconstructs every level from it. With augmentation
+  the bottleneck sees the teacher's features of the augmented image and the decoder must
+  reproduce those of the clean one (1 - cosine per position).
+- Anomaly map: per level, forward_weight x (1 - cos(S, T)) + backward_weight x (1 - cos(D, T)),
+  upsampled, fused and smoothed with DHKD's anomaly_map.py; image score by cfg.score.pooling.
+A path that is off (weight 0 or excluded by `bikd.direction`) is not built (no parameters).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dhkd.config import TrainConfig
+from dhkd.models.anomaly_map import fuse_maps, image_scores
+from dhkd.models.backbone import IMAGENET_MEAN, IMAGENET_STD
+from dhkd.models.dhkd import FeatureNorm, InferenceBatch
+
+Shapes = list[tuple[int, int, int]]
+
+
+def _conv_bn(c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, stride, padding=(kernel - 1) // 2 if kernel % 2 else 0),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+def _resize_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    if x.shape[-2:] == (height, width):
+        return x
+    return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
+
+
+def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) pair -> (B, h, w): 1 - cosine similarity over channels."""
+    return 1 - F.cosine_similarity(a.float(), b.float(), dim=1, eps=1e-6)
+
+
+class ForwardStudent(nn.Module):
+    """Light CNN from scratch: images (B, 3, S, S) in [0, 1] -> per level (B, C_l, H_l, W_l).
+
+    A 4x4 stride-4 patchify stem (stride 4; plus a 3x3 conv only when level 1 is requested),
+    then per further level a stride-2 conv and a 3x3 conv (widths width, 2 width, 4 width,
+    4 width), and a 1x1 head per requested level. Outputs are resized to the teacher's (H_l, W_l)
+    if the strides do not divide the input exactly.
+    """
+
+    def __init__(self, shapes: Shapes, levels: tuple[int, ...], width: int = 32) -> None:
+        super().__init__()
+        self.levels, self.shapes = tuple(levels), list(shapes)
+        widths = [width * min(2**i, 4) for i in range(max(levels))]
+        stem = [_conv_bn(3, widths[0], stride=4, kernel=4)]
+        if 1 in levels:
+            stem.append(_conv_bn(widths[0], widths[0]))
+        stages = [nn.Sequential(*stem)]
+        for i in range(1, max(levels)):
+            stages.append(
+                nn.Sequential(
+                    _conv_bn(widths[i - 1], widths[i], stride=2), _conv_bn(widths[i], widths[i])
+                )
+            )
+        self.stages = nn.ModuleList(stages)
+        self.heads = nn.ModuleDict(
+            {
+                str(lv): nn.Conv2d(widths[lv - 1], c, 1)
+                for lv, (c, _, _) in zip(levels, shapes, strict=True)
+            }
+        )
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = (images - self.mean) / self.std
+        out: dict[int, torch.Tensor] = {}
+        for lv, stage in enumerate(self.stages, start=1):
+            x = stage(x)
+            if lv in self.levels:
+                out[lv] = self.heads[str(lv)](x)
+        return [
+            _resize_to(out[lv], h, w)
+            for lv, (_, h, w) in zip(self.levels, self.shapes, strict=True)
+        ]
+
+
+class Bottleneck(nn.Module):
+    """Per-level features [(B, C_l, H_l, W_l)] -> embedding (B, D, H_c / stride, W_c / stride).
+
+    Each level is brought to the coarsest level's resolution (H_c, W_c) by stride-2 convs (or
+    average pooling when the ratio is not a power of two), the levels are concatenated and fused
+    by a 1x1 conv to D = max(8, round(ratio * sum C_l)) channels, then an optional stride-2 conv.
+    """
+
+    def __init__(self, shapes: Shapes, ratio: float, stride: int = 2) -> None:
+        super().__init__()
+        coarse = min(h for _, h, _ in shapes)
+        self.size = (coarse, min(w for _, _, w in shapes))
+        self.align = nn.ModuleList()
+        for c, h, _ in shapes:
+            ratio_h = h // coarse
+            n = int(math.log2(ratio_h)) if h % coarse == 0 and ratio_h & (ratio_h - 1) == 0 else 0
+            self.align.append(nn.Sequential(*[_conv_bn(c, c, stride=2) for _ in range(n)]))
+        self.width = max(8, round(ratio * sum(c for c, _, _ in shapes)))
+        layers = [_conv_bn(sum(c for c, _, _ in shapes), self.width, kernel=1)]
+        self.out_size = self.size
+        if stride == 2:
+            layers.append(_conv_bn(self.width, self.width, stride=2))
+            self.out_size = (math.ceil(self.size[0] / 2), math.ceil(self.size[1] / 2))
+        layers.append(_conv_bn(self.width, self.width))
+        self.fuse = nn.Sequential(*layers)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        aligned = [
+            F.adaptive_avg_pool2d(a(f), self.size) for a, f in zip(self.align, feats, strict=True)
+        ]
+        return self.fuse(torch.cat(aligned, dim=1))
+
+
+class _Up(nn.Module):
+    """(B, c_in, h, w) -> (B, c_out, H, W): a 2x2 stride-2 transposed conv when H = 2h and
+    W = 2w, else bilinear resizing and a 1x1 conv; then BN and ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, size_in: tuple[int, int], size_out: tuple[int, int]):
+        super().__init__()
+        self.size = size_out
+        self.double = size_out == (2 * size_in[0], 2 * size_in[1])
+        conv = (
+            nn.ConvTranspose2d(c_in, c_out, 2, stride=2)
+            if self.double
+            else nn.Conv2d(c_in, c_out, 1)
+        )
+        self.body = nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.double:
+            x = _resize_to(x, *self.size)
+        return _resize_to(self.body(x), *self.size)
+
+
+class Decoder(nn.Module):
+    """Embedding (B, D, h, w) -> per level (B, C_l, H_l, W_l), coarsest level decoded first.
+
+    Each step upsamples to the level's size (`_Up`, width C_l), applies a 3x3 conv-BN-ReLU and a
+    linear 1x1 head; the step's hidden map feeds the next finer level.
+    """
+
+    def __init__(self, shapes: Shapes, width: int, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.shapes = list(shapes)
+        self.order = sorted(range(len(shapes)), key=lambda i: shapes[i][1])  # coarse -> fine
+        self.blocks, self.heads = nn.ModuleList(), nn.ModuleList()
+        c_in = width
+        for i in self.order:
+            c, h, w = shapes[i]
+            self.blocks.append(nn.Sequential(_Up(c_in, c, size, (h, w)), _conv_bn(c, c)))
+            self.heads.append(nn.Conv2d(c, c, 1))
+            c_in, size = c, (h, w)
+
+    def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
+        out: list[torch.Tensor | None] = [None] * len(self.shapes)
+        x = z
+        for i, block, head in zip(self.order, self.blocks, self.heads, strict=True):
+            x = block(x)
+            out[i] = head(x)
+        return out  # type: ignore[return-value]
+
+
+class ReverseDistiller(nn.Module):
+    """Backward path: Bottleneck then Decoder; features in, reconstructed features out."""
+
+    def __init__(self, shapes: Shapes, ratio: float, stride: int) -> None:
+        super().__init__()
+        self.bottleneck = Bottleneck(shapes, ratio, stride)
+        self.decoder = Decoder(shapes, self.bottleneck.width, self.bottleneck.out_size)
+
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        return self.decoder(self.bottleneck(feats))
+
+
+class BiKDModel(nn.Module):
+    """Frozen-teacher features + forward student + reverse distiller; see the module docstring.
+
+    shapes: [(C_l, H_l, W_l)] of the backbone levels; stats: train-set channel statistics for
+    FeatureNorm. Inputs: images (B, 3, S, S) in [0, 1] for the forward student and the teacher's
+    raw features [(B, C_l, H_l, W_l)] of the same images.
+    """
+
+    def __init__(
+        self,
+        shapes: Shapes,
+        cfg: TrainConfig,
+        stats: list[tuple[torch.Tensor, torch.Tensor]],
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        b = cfg.bikd
+        self.norm = FeatureNorm(cfg.backbone.feature_norm, stats)
+        self.student = (
+            ForwardStudent(shapes, tuple(sorted(cfg.backbone.levels)), b.forward_width)
+            if b.active_forward_weight > 0
+            else None
+        )
+        self.reverse = (
+            ReverseDistiller(shapes, b.bottleneck_ratio, b.bottleneck_stride)
+            if b.active_backward_weight > 0
+            else None
+        )
+
+    def loss(
+        self,
+        images: torch.Tensor,
+        clean_raw: list[torch.Tensor],
+        augmented_raw: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss: forward_weight * L_fwd + backward_weight * L_bwd; (total, parts).
+
+        images: clean (B, 3, S, S); clean_raw: teacher features of `images` (the targets of both
+        paths); augmented_raw: teacher features of the augmented images that the backward path
+        sees instead (None = no augmentation).
+        """
+        b = self.cfg.bikd
+        targets = [t.float() for t in self.norm(clean_raw)]
+        total = targets[0].new_zeros(())
+        parts: dict[str, float] = {}
+        if self.student is not None:
+            fwd = targets[0].new_zeros(())
+            for s, t in zip(self.student(images), targets, strict=True):
+                fwd = fwd + cosine_distance(s, t).mean()
+                if b.forward_mse_weight > 0:
+                    fwd = fwd + b.forward_mse_weight * F.mse_loss(s.float(), t)
+            total = total + b.active_forward_weight * fwd
+            parts["forward"] = float(fwd.detach())
+        if self.reverse is not None:
+            seen = targets if augmented_raw is None else self.norm(augmented_raw)
+            bwd = sum(
+                cosine_distance(r, t).mean()
+                for r, t in zip(self.reverse(seen), targets, strict=True)
+            )
+            total = total + b.active_backward_weight * bwd
+            parts["backward"] = float(bwd.detach())
+        return total, parts
+
+    def level_maps(self, images: torch.Tensor, raw: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per level (B, H_l, W_l): the weighted forward + backward cosine distances."""
+        b = self.cfg.bikd
+        feats = self.norm(raw)
+        maps = [f.new_zeros(f.shape[0], *f.shape[-2:]).float() for f in feats]
+        if self.student is not None:
+            for i, (s, t) in enumerate(zip(self.student(images), feats, strict=True)):
+                maps[i] = maps[i] + b.active_forward_weight * cosine_distance(s, t)
+        if self.reverse is not None:
+            for i, (r, t) in enumerate(zip(self.reverse(feats), feats, strict=True)):
+                maps[i] = maps[i] + b.active_backward_weight * cosine_distance(r, t)
+        return maps
+
+    @torch.no_grad()
+    def forward(
+        self, images: torch.Tensor, raw: list[torch.Tensor], image_size: int
+    ) -> InferenceBatch:
+        """Test time: level maps -> fused, smoothed (B, S, S) map and (B,) image scores."""
+        sc = self.cfg.score
+        maps = fuse_maps(self.level_maps(images, raw), image_size, sc.fusion, sc.smoothing_sigma)
+        return InferenceBatch(image_scores(maps, sc.pooling, sc.topk_fraction), maps)

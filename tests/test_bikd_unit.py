@@ -1,0 +1,133 @@
+"""The bikd training unit: trains through fit_units, checkpoints round-trip, resume is exact."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from dhkd.bikd_unit import BiKDUnit
+from dhkd.config import load_config
+from dhkd.errors import TrainingError
+from dhkd.features import FeatureCache
+from dhkd.train import EpochReport, fit_units
+from dhkd.units import make_unit
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def cache() -> FeatureCache:
+    return FeatureCache(directory="")  # memory only: no files outside tmp
+
+
+def _cfg(**overrides):
+    return load_config("tiny", overrides={"method": "bikd", **overrides})
+
+
+def _unit(cfg, synthetic_root, cache, seed: int = 0) -> BiKDUnit:
+    train = cache.get(cfg, synthetic_root, "stripes", "train", CPU)
+    test = cache.get(cfg, synthetic_root, "stripes", "test", CPU)
+    unit = make_unit(cfg, "stripes", seed, train, test, CPU)
+    assert isinstance(unit, BiKDUnit)
+    return unit
+
+
+def test_fit_units_trains_bikd_and_returns_the_metrics(synthetic_root, cache, tmp_path):
+    reports: list[EpochReport] = []
+    result = fit_units(
+        _cfg(),
+        synthetic_root,
+        [("stripes", 0), ("widget", 1)],
+        callback=reports.append,
+        out_dir=tmp_path,
+        feature_cache=cache,
+        progress=False,
+    )
+    for key in ("image_auroc", "pixel_auroc", "pixel_aupro", "stripes/image_auroc"):
+        assert 0.0 <= result["metrics"][key] <= 1.0
+    assert [r.epoch for r in reports] == [1, 2]
+    assert all(np.isfinite(r.metrics["loss"]) for r in reports)
+    assert {u["category"] for u in result["units"]} == {"stripes", "widget"}
+    assert all(u["train_seconds"] > 0 for u in result["units"])
+    assert (tmp_path / "maps_widget_s1.png").is_file()
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert saved["config"]["method"] == "bikd"
+
+
+def test_no_teacher_stage(synthetic_root, cache):
+    unit = _unit(_cfg(), synthetic_root, cache)
+    assert unit.teacher_done
+    with pytest.raises(TrainingError, match="no teacher stage"):
+        unit.teacher_epoch(1)
+
+
+def test_backbone_in_the_unit_reproduces_the_cached_features(synthetic_root, cache):
+    unit = _unit(_cfg(), synthetic_root, cache)
+    assert unit.backbone is not None
+    idx = torch.arange(4)
+    with torch.no_grad():
+        fresh = unit.backbone(unit._images(unit.train_images, idx))
+    for f, cached in zip(fresh, unit._features(unit.train, idx), strict=True):
+        torch.testing.assert_close(f.half().float(), cached, rtol=2e-3, atol=2e-3)
+
+
+def test_backbone_is_only_built_when_augmenting(synthetic_root, cache):
+    assert _unit(_cfg(**{"bikd.augment": False}), synthetic_root, cache).backbone is None
+    assert _unit(_cfg(**{"bikd.backward_weight": 0}), synthetic_root, cache).backbone is None
+
+
+def test_state_round_trips_and_resume_is_exact(synthetic_root, cache):
+    cfg = _cfg()
+    straight = _unit(cfg, synthetic_root, cache)
+    straight.student_epoch(1)
+    buffer = io.BytesIO()
+    torch.save(straight.state_dict(), buffer)
+    straight.student_epoch(2)
+
+    resumed = _unit(cfg, synthetic_root, cache, seed=0)
+    buffer.seek(0)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    assert resumed.epoch == 1
+    resumed.student_epoch(2)
+    for a, b in zip(straight.predict(), resumed.predict(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_units_resume_matches_an_uninterrupted_run(synthetic_root, cache):
+    cfg = _cfg()
+    saved = []
+
+    def keep(report: EpochReport) -> None:  # the state holds live tensors: write it out now
+        buffer = io.BytesIO()
+        torch.save(report.state(), buffer)
+        saved.append(buffer.getvalue())
+
+    full = fit_units(
+        cfg,
+        synthetic_root,
+        [("stripes", 0)],
+        callback=keep,
+        feature_cache=cache,
+        progress=False,
+    )
+    resumed = fit_units(
+        cfg,
+        synthetic_root,
+        [("stripes", 0)],
+        resume_state=torch.load(io.BytesIO(saved[0]), weights_only=True),
+        feature_cache=cache,
+        progress=False,
+    )
+    for key in ("image_auroc", "pixel_auroc", "pixel_aupro"):
+        assert resumed["metrics"][key] == pytest.approx(full["metrics"][key], abs=1e-6)
+
+
+def test_wrong_checkpoints_are_refused(synthetic_root, cache):
+    unit = _unit(_cfg(), synthetic_root, cache)
+    other = _unit(_cfg(), synthetic_root, cache, seed=3)
+    with pytest.raises(TrainingError, match="stripes/seed3"):
+        unit.load_state_dict(other.state_dict())
+    dhkd = make_unit(load_config("tiny"), "stripes", 0, unit.train, unit.test, CPU)
+    with pytest.raises(TrainingError, match="not a bikd checkpoint"):
+        unit.load_state_dict(dhkd.state_dict())
