@@ -12,26 +12,16 @@ the frozen backbone on the fly; the backbone is built exactly as the feature cac
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import numpy as np
 import torch
 
 from dhkd.config import TrainConfig
 from dhkd.errors import TrainingError
-from dhkd.features import CachedSplit
+from dhkd.features import CachedSplit, frozen_backbone
 from dhkd.models.augment import simulate_anomalies
-from dhkd.models.backbone import FeatureExtractor, build_backbone
 from dhkd.models.bikd import BiKDModel
 from dhkd.models.dhkd import FeatureNorm
-from dhkd.units import batches, check_finite
-
-
-def frozen_backbone(cfg: TrainConfig, device: torch.device) -> FeatureExtractor:
-    """The backbone with the weights the feature cache used (random init is seeded with 0)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build_backbone(cfg.backbone).to(device)
+from dhkd.units import UnitBase, batches, check_finite
 
 
 def images_tensor(images: np.ndarray) -> torch.Tensor:
@@ -39,7 +29,7 @@ def images_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
 
-class BiKDUnit:
+class BiKDUnit(UnitBase):
     """Forward student + reverse distiller trained together on normal images (+ augmentation)."""
 
     def __init__(
@@ -71,21 +61,8 @@ class BiKDUnit:
         self.train_seconds = 0.0
         self.last_parts: dict[str, float] = {}
 
-    @property
-    def name(self) -> str:
-        return f"{self.category}/seed{self.seed}"
-
-    def _features(self, split: CachedSplit, idx: torch.Tensor) -> list[torch.Tensor]:
-        return [f[idx].to(self.device, non_blocking=True).float() for f in split.features]
-
     def _images(self, images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         return images[idx].to(self.device, non_blocking=True).float() / 255.0
-
-    def _autocast(self):
-        """bfloat16 autocast for the training step on CUDA when optim.amp (not for predict)."""
-        if self.device.type == "cuda" and self.cfg.optim.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
 
     def teacher_epoch(self, epoch: int) -> float:
         raise TrainingError(

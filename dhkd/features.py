@@ -24,7 +24,7 @@ from filelock import FileLock
 from dhkd.config import TrainConfig
 from dhkd.data.images import load_split
 from dhkd.data.index import index_category
-from dhkd.models.backbone import build_backbone
+from dhkd.models.backbone import FeatureExtractor, build_backbone
 
 CACHE_VERSION = 1
 
@@ -69,14 +69,20 @@ def cache_key(cfg: TrainConfig, data_root: Path, category: str, split: str, file
     return f"{category}-{split}-{cfg.backbone.name}-{cfg.data.image_size}px-{digest}"
 
 
+def frozen_backbone(cfg: TrainConfig, device: torch.device) -> FeatureExtractor:
+    """The backbone whose features the cache holds; random init (tests) is seeded with 0 so
+    that it is the same in every process."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build_backbone(cfg.backbone).to(device)
+
+
 @torch.no_grad()
 def extract_features(
     cfg: TrainConfig, images: np.ndarray, device: torch.device, batch_size: int = 16
 ) -> list[torch.Tensor]:
     """uint8 (N, S, S, 3) -> per level (N, C_l, H_l, W_l) float16 on the CPU."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # random-init backbones (tests) are the same in every process
-        backbone = build_backbone(cfg.backbone).to(device)
+    backbone = frozen_backbone(cfg, device)
     chunks: list[list[torch.Tensor]] = []
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(images[start : start + batch_size]).to(device)

@@ -37,7 +37,30 @@ def check_finite(loss: torch.Tensor, where: str) -> float:
     return value
 
 
-class DHKDUnit:
+class UnitBase:
+    """What every method's unit shares: identity, feature batches, mixed precision."""
+
+    cfg: TrainConfig
+    category: str
+    seed: int
+    device: torch.device
+
+    @property
+    def name(self) -> str:
+        return f"{self.category}/seed{self.seed}"
+
+    def _features(self, split: CachedSplit, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Cached float16 features of rows idx -> float32 on the unit's device."""
+        return [f[idx].to(self.device, non_blocking=True).float() for f in split.features]
+
+    def _autocast(self):
+        """bfloat16 autocast for training steps on CUDA when optim.amp; no-op on the CPU."""
+        if self.device.type == "cuda" and self.cfg.optim.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+
+class DHKDUnit(UnitBase):
     """Flow teacher trained on NLL (stage 1), then the denoising student (stage 2)."""
 
     def __init__(
@@ -65,23 +88,11 @@ class DHKDUnit:
         self.epoch = 0
         self.train_seconds = 0.0
 
-    @property
-    def name(self) -> str:
-        return f"{self.category}/seed{self.seed}"
-
-    def _batch(self, split: CachedSplit, idx: torch.Tensor) -> list[torch.Tensor]:
-        return [f[idx].to(self.device, non_blocking=True).float() for f in split.features]
-
-    def _autocast(self):
-        if self.device.type == "cuda" and self.cfg.optim.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
-
     def teacher_epoch(self, epoch: int) -> float:
         self.model.teacher.train()
         losses = []
         for idx in batches(len(self.train.labels), self.cfg.optim.batch_size, self.generator):
-            loss = self.model.teacher_loss(self._batch(self.train, idx))
+            loss = self.model.teacher_loss(self._features(self.train, idx))
             losses.append(check_finite(loss, f"teacher training of {self.name}, epoch {epoch}"))
             self.teacher_opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -98,7 +109,9 @@ class DHKDUnit:
         losses = []
         for idx in batches(len(self.train.labels), self.cfg.optim.batch_size, self.generator):
             with self._autocast():
-                loss = self.model.student_loss(self._batch(self.train, idx), self.noise_generator)
+                loss = self.model.student_loss(
+                    self._features(self.train, idx), self.noise_generator
+                )
             losses.append(check_finite(loss, f"student training of {self.name}, epoch {epoch}"))
             self.student_opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -113,7 +126,7 @@ class DHKDUnit:
         scores, maps = [], []
         for start in range(0, len(self.test.labels), batch_size):
             idx = torch.arange(start, min(start + batch_size, len(self.test.labels)))
-            out = self.model(self._batch(self.test, idx), self.cfg.data.image_size)
+            out = self.model(self._features(self.test, idx), self.cfg.data.image_size)
             scores.append(out.pred_score.float().cpu())
             maps.append(out.anomaly_map.float().cpu())
         return torch.cat(scores).numpy(), torch.cat(maps).numpy()
