@@ -146,8 +146,11 @@ class OptunaSearcher(Searcher):
         orphans = self._orphans()
         if orphans:
             number = orphans.pop(0)
-            params = self._frozen(number).user_attrs.get(PARAMS, {})
+            params = self._frozen(number).user_attrs.get(PARAMS)
             trial = live_trial(self.study, number)
+            if params is None:  # the driver died between ask() and recording the params:
+                params = suggest(trial, self.spec.space)  # values already drawn are kept
+                trial.set_user_attr(PARAMS, params)
         else:
             trial = self.study.ask()
             number = trial.number

@@ -72,6 +72,20 @@ def test_restored_searcher_completes_resumed_trials_and_reuses_lost_ones(tmp_pat
     assert trials[2].user_attrs["ray_trial_id"] == "t9"
 
 
+def test_a_trial_asked_but_never_given_params_gets_them_when_reused(tmp_path):
+    paths, spec, searcher = _searcher(tmp_path)
+    searcher.save(str(tmp_path / "snapshot.json"))
+    open_optuna_study(paths, spec).ask()  # the driver died right after ask(), before suggesting
+
+    restored = OptunaSearcher(paths, spec)
+    restored.restore(str(tmp_path / "snapshot.json"))
+    config = restored.suggest("t0")
+    assert config["trial_number"] == 0
+    assert 0.0 <= config["params"]["noise.sigma"] <= 1.0
+    trial = open_optuna_study(paths, spec).get_trials()[0]
+    assert trial.params == config["params"]
+
+
 def test_concurrency_limit(tmp_path):
     paths, _, _ = _searcher(tmp_path)
     searcher = OptunaSearcher(paths, _spec(budget={"max_concurrent": 1}))
