@@ -16,6 +16,7 @@ the trainable is a plain function of the resulting dict (STYLE.md, "Studies").
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -25,16 +26,16 @@ from dhkd.errors import ConfigError
 Scalar = str | int | float | bool
 
 
-class _Param(BaseModel):
+class _Param(BaseModel, ABC):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     when: dict[str, list[Scalar]] | None = Field(
         None, description="suggest only when each named categorical parameter is in the list"
     )
 
+    @abstractmethod
     def candidates(self) -> list[Any]:
         """Values that bound the distribution (checked against TrainConfig)."""
-        raise NotImplementedError
 
 
 class FloatParam(_Param):
