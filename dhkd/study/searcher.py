@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def open_optuna_study(paths: StudyPaths, spec: StudySpec):
-    """Create or load the study's Optuna study; the sampler seed moves on with every trial."""
+    """Create or load the study's Optuna study (random/TPE seeds move on with every trial)."""
     import warnings
 
     import optuna
@@ -51,15 +51,18 @@ def open_optuna_study(paths: StudyPaths, spec: StudySpec):
     storage = optuna.storages.RDBStorage(paths.optuna_url)
     existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
     seed = spec.sampler.seed
-    if seed is not None:
-        seed += existing.get(spec.name, 0)  # a restarted driver must not replay the same draws
+    moving_seed = None if seed is None else seed + existing.get(spec.name, 0)
+    # random / TPE: a restarted driver must not replay the same draws, so the seed moves on.
     if spec.sampler.type == "grid":
-        sampler = optuna.samplers.GridSampler(grid(spec.space), seed=seed)
+        # The grid ids stored with each trial index a list that GridSampler shuffles with its
+        # seed: every driver of a study must use the same seed (it picks unvisited points from
+        # the storage, so a restart repeats nothing).
+        sampler = optuna.samplers.GridSampler(grid(spec.space), seed=seed or 0)
     elif spec.sampler.type == "random":
-        sampler = optuna.samplers.RandomSampler(seed=seed)
+        sampler = optuna.samplers.RandomSampler(seed=moving_seed)
     else:
         sampler = optuna.samplers.TPESampler(
-            seed=seed,
+            seed=moving_seed,
             n_startup_trials=spec.sampler.n_startup_trials,
             multivariate=True,
             group=True,

@@ -101,3 +101,20 @@ def test_a_restarted_driver_does_not_replay_the_same_draws(tmp_path):
     first_driver.on_trial_complete("a", {"epoch": 4, "objective": 0.5, "finished": 1})
     second = OptunaSearcher(paths, spec).suggest("b")  # a new driver, same seed in the spec
     assert second["params"] != first["params"]
+
+
+def test_a_restarted_driver_keeps_the_grid_order(tmp_path):
+    grid_spec = _spec(
+        scientific={"noise.sigma": {"type": "categorical", "values": [0.0, 0.2, 0.4, 0.6]}},
+        sampler={"type": "grid", "seed": 0},
+    )
+    paths = StudyPaths(tmp_path, "s")
+    values = []
+    for _ in range(4):  # a new driver (a new GridSampler) for every trial
+        searcher = OptunaSearcher(paths, grid_spec)
+        config = searcher.suggest(f"t{len(values)}")
+        searcher.on_trial_complete(f"t{len(values)}", {"epoch": 4, "objective": 0.5, "finished": 1})
+        values.append(config["params"]["noise.sigma"])
+    assert sorted(values) == [0.0, 0.2, 0.4, 0.6]
+    trials = open_optuna_study(paths, grid_spec).get_trials()
+    assert sorted(t.params["noise.sigma"] for t in trials) == [0.0, 0.2, 0.4, 0.6]
