@@ -20,7 +20,6 @@ from dhkd.errors import TrainingError
 from dhkd.features import CachedSplit, frozen_backbone
 from dhkd.models.augment import simulate_anomalies
 from dhkd.models.bikd import BiKDModel
-from dhkd.models.dhkd import FeatureNorm
 from dhkd.units import UnitBase, batches, check_finite
 
 
@@ -41,13 +40,9 @@ class BiKDUnit(UnitBase):
         test: CachedSplit,
         device: torch.device,
     ) -> None:
-        self.cfg, self.category, self.seed = cfg, category, seed
-        self.train, self.test, self.device = train, test, device
-        self.generator = torch.Generator().manual_seed(seed)
+        super().__init__(cfg, category, seed, train, test, device)
         self.augment_generator = torch.Generator().manual_seed(seed + 1)
-        torch.manual_seed(seed)
-        stats = FeatureNorm.statistics([f.float() for f in train.features])
-        self.model = BiKDModel(train.shapes, cfg, stats).to(device)
+        self.model = BiKDModel(train.shapes, cfg, self.stats).to(device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
         )
@@ -57,8 +52,6 @@ class BiKDUnit(UnitBase):
         self.augments = b.augment and b.augment_prob > 0 and b.active_backward_weight > 0
         self.backbone = frozen_backbone(cfg, device) if self.augments else None
         self.teacher_done = True  # the teacher is the frozen backbone: nothing to train
-        self.epoch = 0
-        self.train_seconds = 0.0
         self.last_parts: dict[str, float] = {}
 
     def _images(self, images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

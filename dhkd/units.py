@@ -38,12 +38,25 @@ def check_finite(loss: torch.Tensor, where: str) -> float:
 
 
 class UnitBase:
-    """What every method's unit shares: identity, feature batches, mixed precision."""
+    """What every method's unit shares: identity, seeding, feature batches, mixed precision."""
 
-    cfg: TrainConfig
-    category: str
-    seed: int
-    device: torch.device
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        category: str,
+        seed: int,
+        train: CachedSplit,
+        test: CachedSplit,
+        device: torch.device,
+    ) -> None:
+        self.cfg, self.category, self.seed = cfg, category, seed
+        self.train, self.test, self.device = train, test, device
+        self.generator = torch.Generator().manual_seed(seed)  # batch order
+        torch.manual_seed(seed)  # model initialisation
+        np.random.seed(seed)  # FrEIA draws channel permutations from numpy's global generator
+        self.stats = FeatureNorm.statistics([f.float() for f in train.features])
+        self.epoch = 0
+        self.train_seconds = 0.0
 
     @property
     def name(self) -> str:
@@ -72,21 +85,14 @@ class DHKDUnit(UnitBase):
         test: CachedSplit,
         device: torch.device,
     ) -> None:
-        self.cfg, self.category, self.seed = cfg, category, seed
-        self.train, self.test, self.device = train, test, device
-        self.generator = torch.Generator().manual_seed(seed)
+        super().__init__(cfg, category, seed, train, test, device)
         self.noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
-        torch.manual_seed(seed)
-        np.random.seed(seed)  # FrEIA draws channel permutations from numpy's global generator
-        stats = FeatureNorm.statistics([f.float() for f in train.features])
-        self.model = DHKDModel(train.shapes, cfg, stats).to(device)
+        self.model = DHKDModel(train.shapes, cfg, self.stats).to(device)
         self.teacher_opt = torch.optim.Adam(self.model.teacher.parameters(), lr=cfg.teacher.lr)
         self.student_opt = torch.optim.AdamW(
             self.model.student.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
         )
         self.teacher_done = cfg.teacher.epochs == 0
-        self.epoch = 0
-        self.train_seconds = 0.0
 
     def teacher_epoch(self, epoch: int) -> float:
         self.model.teacher.train()
