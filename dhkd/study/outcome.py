@@ -19,6 +19,7 @@ TRIAL_NUMBER = "trial_number"  # config key: the Optuna trial number
 PARAMS = "params"  # config key: {dotted TrainConfig key: value}
 
 COMPLETE, PRUNED, FAILED, RUNNING = "COMPLETE", "PRUNED", "FAILED", "RUNNING"
+RUN_STATUS = {COMPLETE: "FINISHED", PRUNED: "KILLED", FAILED: "FAILED"}  # MLflow run status
 BASE_METRICS = ("loss", "image_auroc", "pixel_auroc", "pixel_aupro")
 
 

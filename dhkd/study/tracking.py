@@ -26,10 +26,9 @@ from typing import Any
 from dhkd.errors import DhkdError
 from dhkd.study.layout import StudyPaths, read_json, write_json
 from dhkd.study.outbox import Outbox
-from dhkd.study.outcome import COMPLETE, FAILED, PRUNED
+from dhkd.study.tracking_ops import OPERATIONS
 
 log = logging.getLogger(__name__)
-RUN_STATUS = {COMPLETE: "FINISHED", PRUNED: "KILLED", FAILED: "FAILED"}
 RETRY_S = 30.0  # while down, try the server again at most this often
 PARAM_BATCH = 100  # MLflow's limit of params per log_batch
 
@@ -99,7 +98,7 @@ class Tracker:
         }
         if self.state.get("tracking_uri") != uri:  # another server: find or create runs there
             self.state.update(tracking_uri=uri, experiment_id=None, study_run_id=None, runs={})
-            self._save()  # every Tracker of this study now agrees on its study_uid
+            self.save()  # every Tracker of this study now agrees on its study_uid
         self._down_since: float | None = time.time() if len(self.outbox) else None
         self._last_try = 0.0
         self.rejected: list[str] = []
@@ -190,11 +189,13 @@ class Tracker:
         self.rejected.append(text)
         log.warning("tracking rejected an operation: %s", text)
 
-    def _save(self) -> None:
+    def save(self) -> None:
         write_json(self.paths.tracking_state, self.state)
 
     # -- applying operations -----------------------------------------------------------------
     def _apply(self, op: dict[str, Any]) -> None:
-        from dhkd.study import tracking_ops
-
-        getattr(tracking_ops, f"apply_{op['op']}")(self, op)
+        try:
+            operation = OPERATIONS[op["op"]]
+        except KeyError:
+            raise DhkdError(f"unknown tracking operation {op.get('op')!r} in {op}") from None
+        operation(self, op)

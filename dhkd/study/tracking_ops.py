@@ -2,21 +2,33 @@
 
 Runs are located by key: tracking.json first, then a search by tags, then created; a trial run
 that already has a final state is never reopened, and its first final state is kept.
+
+An operation is a plain dict whose "op" names its entry in OPERATIONS; each entry is applied to
+a `RunStore` (the client, the persisted state and where artifacts go), which Tracker provides.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from dhkd.study.outcome import COMPLETE, FAILED, PRUNED, RUNNING
-
-if TYPE_CHECKING:
-    from dhkd.study.tracking import Tracker
+from dhkd.study.outcome import COMPLETE, FAILED, PRUNED, RUN_STATUS, RUNNING
 
 STUDY_TAGS = ("dhkd.role", "dhkd.study", "dhkd.study_uid")
 MAX_TAG = 5000
 FINAL_STATES = (COMPLETE, PRUNED, FAILED)
+
+
+class RunStore(Protocol):
+    """What an operation needs: an MlflowClient, the tracking state (tracking.json) and a way
+    to persist it, and the artifact root for new experiments."""
+
+    client: Any
+    state: dict[str, Any]
+    artifact_location: str | None
+
+    def save(self) -> None: ...
 
 
 def _param_value(value: Any) -> str:
@@ -24,7 +36,7 @@ def _param_value(value: Any) -> str:
     return text[:6000]
 
 
-def _log(tr: Tracker, run_id: str, params=None, tags=None, metrics=None, ts=None, step=0):
+def _log(tr: RunStore, run_id: str, params=None, tags=None, metrics=None, ts=None, step=0):
     from mlflow.entities import Metric, Param, RunTag
 
     items = list((params or {}).items())
@@ -39,7 +51,7 @@ def _log(tr: Tracker, run_id: str, params=None, tags=None, metrics=None, ts=None
         )
 
 
-def _experiment(tr: Tracker, name: str) -> str:
+def _experiment(tr: RunStore, name: str) -> str:
     if tr.state.get("experiment_id"):
         return tr.state["experiment_id"]
     exp = tr.client.get_experiment_by_name(name)
@@ -64,18 +76,18 @@ def _experiment(tr: Tracker, name: str) -> str:
     return exp_id
 
 
-def _search(tr: Tracker, filters: dict[str, str]):
+def _search(tr: RunStore, filters: dict[str, str]):
     query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in filters.items())
     runs = tr.client.search_runs([tr.state["experiment_id"]], filter_string=query, max_results=5)
     return runs[0] if runs else None
 
 
-def _reopen(tr: Tracker, run_id: str, status: str) -> None:
+def _reopen(tr: RunStore, run_id: str, status: str) -> None:
     if status != RUNNING:
         tr.client.update_run(run_id, status=RUNNING)
 
 
-def apply_study_start(tr: Tracker, op: dict[str, Any]) -> None:
+def apply_study_start(tr: RunStore, op: dict[str, Any]) -> None:
     exp_id = _experiment(tr, op["name"])
     uid = tr.state["study_uid"]
     run_id = tr.state.get("study_run_id")
@@ -88,11 +100,11 @@ def apply_study_start(tr: Tracker, op: dict[str, Any]) -> None:
     else:
         _reopen(tr, run_id, tr.client.get_run(run_id).info.status)
     tr.state["study_run_id"] = run_id
-    tr._save()
+    tr.save()
     _log(tr, run_id, params=op["params"], tags=op["tags"])
 
 
-def _trial_record(tr: Tracker, number: int, trial_id: str | None = None) -> dict[str, Any]:
+def _trial_record(tr: RunStore, number: int, trial_id: str | None = None) -> dict[str, Any]:
     runs = tr.state["runs"]
     rec = runs.get(str(number))
     if rec is not None:
@@ -116,11 +128,11 @@ def _trial_record(tr: Tracker, number: int, trial_id: str | None = None) -> dict
         )
         rec = {"run_id": run.info.run_id, "state": None}
     runs[str(number)] = rec
-    tr._save()
+    tr.save()
     return rec
 
 
-def apply_trial_start(tr: Tracker, op: dict[str, Any]) -> None:
+def apply_trial_start(tr: RunStore, op: dict[str, Any]) -> None:
     rec = _trial_record(tr, op["number"], op["trial_id"])
     if rec.get("state"):
         return  # already final: a rerun of a finished trial is not tracked again
@@ -128,17 +140,17 @@ def apply_trial_start(tr: Tracker, op: dict[str, Any]) -> None:
     tags = {"trial_id": op["trial_id"], "state": RUNNING}
     _log(tr, rec["run_id"], params=op["params"], tags=tags)
     rec["trial_id"] = op["trial_id"]
-    tr._save()
+    tr.save()
 
 
-def apply_metrics(tr: Tracker, op: dict[str, Any]) -> None:
+def apply_metrics(tr: RunStore, op: dict[str, Any]) -> None:
     number = int(op["key"].split(":")[1])
     rec = _trial_record(tr, number)
     if not rec.get("state"):
         _log(tr, rec["run_id"], metrics=op["metrics"], ts=op["ts"], step=op["step"])
 
 
-def apply_trial_node(tr: Tracker, op: dict[str, Any]) -> None:
+def apply_trial_node(tr: RunStore, op: dict[str, Any]) -> None:
     """Tags `node_id` / `node_ip`: where the trial runs now; `node_history`: every node it ran
     on, in order (a retry after a lost node adds one; replaying the operation adds nothing)."""
     rec = _trial_record(tr, op["number"])
@@ -153,9 +165,7 @@ def apply_trial_node(tr: Tracker, op: dict[str, Any]) -> None:
     _log(tr, rec["run_id"], tags=tags)
 
 
-def apply_trial_end(tr: Tracker, op: dict[str, Any]) -> None:
-    from dhkd.study.tracking import RUN_STATUS
-
+def apply_trial_end(tr: RunStore, op: dict[str, Any]) -> None:
     rec = _trial_record(tr, op["number"])
     if rec.get("state"):
         return  # the first final state is kept (Optuna keeps it too)
@@ -173,7 +183,7 @@ def apply_trial_end(tr: Tracker, op: dict[str, Any]) -> None:
     _log(tr, run_id, tags={**tags, "state": state})
     tr.client.set_terminated(run_id, status=RUN_STATUS[state])
     rec["state"] = state
-    tr._save()
+    tr.save()
 
 
 def _error_summary(text: str) -> str:
@@ -182,9 +192,20 @@ def _error_summary(text: str) -> str:
     return "\n".join(lines[-6:])[-MAX_TAG:]
 
 
-def apply_study_end(tr: Tracker, op: dict[str, Any]) -> None:
+def apply_study_end(tr: RunStore, op: dict[str, Any]) -> None:
     run_id = tr.state["study_run_id"]
     if op.get("artifacts"):
         tr.client.log_artifacts(run_id, op["artifacts"])
     _log(tr, run_id, metrics=op.get("metrics"), ts=op["ts"], step=0)
     tr.client.set_terminated(run_id, status=op["status"])
+
+
+Operation = Callable[[RunStore, dict[str, Any]], None]
+OPERATIONS: dict[str, Operation] = {
+    "study_start": apply_study_start,
+    "trial_start": apply_trial_start,
+    "metrics": apply_metrics,
+    "trial_node": apply_trial_node,
+    "trial_end": apply_trial_end,
+    "study_end": apply_study_end,
+}
