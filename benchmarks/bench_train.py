@@ -23,8 +23,8 @@ import torch
 
 from dhkd.config import load_config
 from dhkd.features import CachedSplit, extract_features
+from dhkd.methods.registry import get_method, make_unit, method_names
 from dhkd.train import peak_memory_mb, resolve_device
-from dhkd.units import make_unit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -50,19 +50,15 @@ def bench_preset(preset: str, method: str, n_images: int, device_name: str) -> d
     images = np.random.default_rng(0).integers(0, 256, (n_images, size, size, 3), dtype=np.uint8)
     split = _split(cfg, images, device)
     unit = make_unit(cfg, "bench", 0, split, split, device)
-    unit.teacher_epoch(1)  # warm-up (allocations, lazy init)
-    _sync(device)
-    start = time.perf_counter()
-    unit.teacher_epoch(2)
-    unit.finish_teacher()
-    _sync(device)
-    teacher_s = time.perf_counter() - start
-    unit.student_epoch(1)
-    _sync(device)
-    start = time.perf_counter()
-    unit.student_epoch(2)
-    _sync(device)
-    student_s = time.perf_counter() - start
+    stage_s = {}
+    for stage in get_method(method).stages(cfg):
+        unit.run_epoch(stage.name, 1)  # warm-up (allocations, lazy init)
+        _sync(device)
+        start = time.perf_counter()
+        unit.run_epoch(stage.name, 2)
+        _sync(device)
+        stage_s[stage.name] = time.perf_counter() - start
+        unit.finish_stage(stage.name)
     start = time.perf_counter()
     extract_features(cfg, images, device)
     unit.predict()
@@ -75,9 +71,8 @@ def bench_preset(preset: str, method: str, n_images: int, device_name: str) -> d
         "images": n_images,
         "image_size": size,
         "backbone": cfg.backbone.name,
-        "teacher_images_per_s": n_images / teacher_s,
-        "student_images_per_s": n_images / student_s,
-        "train_images_per_s": n_images / (teacher_s + student_s),
+        **{f"{name}_images_per_s": n_images / sec for name, sec in stage_s.items()},
+        "train_images_per_s": n_images / sum(stage_s.values()),
         "inference_images_per_s": n_images / infer_s,
         **peak_memory_mb(device),
     }
@@ -91,7 +86,7 @@ def _sync(device: torch.device) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", nargs="+", default=["quick", "paper"])
-    parser.add_argument("--method", default="dhkd", choices=["dhkd", "bikd"])
+    parser.add_argument("--method", default="dhkd", choices=method_names())
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args()
@@ -99,10 +94,15 @@ def main() -> None:
     for preset in args.presets:
         r = bench_preset(preset, args.method, args.images, args.device)
         rows.append(r)
+        stages = ", ".join(
+            f"{k.removesuffix('_images_per_s')} {v:.2f}"
+            for k, v in r.items()
+            if k.endswith("_images_per_s")
+            and k not in ("train_images_per_s", "inference_images_per_s")
+        )
         print(
             f"{r['method']} {r['preset']:6s} ({r['backbone']}, {r['device']}): train "
-            f"{r['train_images_per_s']:.2f} img/s (teacher {r['teacher_images_per_s']:.2f}, "
-            f"student {r['student_images_per_s']:.2f}), inference "
+            f"{r['train_images_per_s']:.2f} img/s ({stages}), inference "
             f"{r['inference_images_per_s']:.2f} img/s, peak RSS {r['peak_rss_mb']:.0f} MB"
             + (f", peak GPU {r['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in r else ""),
             flush=True,

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from dhkd.config import TrainConfig
 from dhkd.data.images import load_split
 from dhkd.data.index import index_category
 from dhkd.models.backbone import FeatureExtractor, build_backbone
+from dhkd.sections import TrainConfig
 
 CACHE_VERSION = 1
 

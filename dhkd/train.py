@@ -1,4 +1,4 @@
-"""Train and evaluate a method on (category, seed) units: the two stages, metrics, outputs.
+"""Train and evaluate a method on (category, seed) units: its stages, metrics, outputs.
 
 `fit_units` trains several units in lockstep so that a study trial can report one number per
 epoch (the mean over its categories and seeds) and a scheduler can stop it early. `fit` is the
@@ -22,15 +22,16 @@ from tqdm.auto import tqdm
 from dhkd.config import TrainConfig, dump_config
 from dhkd.errors import DataError
 from dhkd.features import CachedSplit, FeatureCache, default_feature_cache
+from dhkd.methods.info import Stage
+from dhkd.methods.registry import get_method, make_unit
 from dhkd.metrics import evaluate_maps
-from dhkd.units import make_unit
 from dhkd.viz import save_map_grid
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 
 
 class EpochReport(NamedTuple):
-    epoch: int  # 1-based student epoch just finished
+    epoch: int  # 1-based epoch of the last (evaluated) stage just finished
     metrics: dict[str, float]  # "loss"; at evaluation epochs also the metric means
     state: Callable[[], dict]  # full training state for a checkpoint
 
@@ -107,14 +108,22 @@ def _run_stage(units, epochs: range, stage: str, progress: bool, on_epoch=None) 
         losses = []
         for unit in units:
             start = time.perf_counter()
-            step = unit.teacher_epoch if stage == "teacher" else unit.student_epoch
-            losses.append(step(epoch))
+            losses.append(unit.run_epoch(stage, epoch))
             unit.train_seconds += time.perf_counter() - start
         loss = float(np.mean(losses))
         shown = {"loss": loss}
         if on_epoch is not None:
             shown = on_epoch(epoch, loss)
         bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items() if "/" not in k})
+
+
+def _run_earlier_stages(trainers, stages: list[Stage], progress: bool) -> None:
+    """Every stage before the last, each to its end unless every unit finished it already."""
+    for stage in stages:
+        if not all(u.stage_done(stage.name) for u in trainers):
+            _run_stage(trainers, range(1, stage.epochs + 1), stage.name, progress)
+            for unit in trainers:
+                unit.finish_stage(stage.name)
 
 
 def fit_units(
@@ -151,10 +160,8 @@ def fit_units(
         for unit, state in zip(trainers, resume_state["units"], strict=True):
             unit.load_state_dict(state)
         first_epoch = resume_state["epoch"] + 1
-    if not all(u.teacher_done for u in trainers):
-        _run_stage(trainers, range(1, cfg.teacher.epochs + 1), "teacher", progress)
-        for unit in trainers:
-            unit.finish_teacher()
+    *earlier, last = get_method(cfg.method).stages(cfg)
+    _run_earlier_stages(trainers, earlier, progress)
 
     def state() -> dict:
         return {"epoch": trainers[0].epoch, "units": [u.state_dict() for u in trainers]}
@@ -165,14 +172,14 @@ def fit_units(
     def on_epoch(epoch: int, loss: float) -> dict[str, float]:
         nonlocal rows
         metrics = {"loss": loss}
-        if epoch % cfg.optim.eval_every == 0 or epoch == cfg.optim.epochs:
+        if epoch % cfg.optim.eval_every == 0 or epoch == last.epochs:
             rows = _evaluate(trainers, maps)
             metrics.update(_summarise(rows))
         if callback is not None:
             callback(EpochReport(epoch, metrics, state))
         return metrics
 
-    _run_stage(trainers, range(first_epoch, cfg.optim.epochs + 1), "student", progress, on_epoch)
+    _run_stage(trainers, range(first_epoch, last.epochs + 1), last.name, progress, on_epoch)
     if not rows:  # resumed after the last epoch: evaluate what was restored
         rows = _evaluate(trainers, maps)
     result = {
@@ -181,7 +188,7 @@ def fit_units(
         "train_seconds": sum(u.train_seconds for u in trainers),
         "eval_seconds": sum(r["eval_seconds"] for r in rows),
         "feature_seconds": feature_seconds,
-        "epochs": cfg.optim.epochs,
+        "epochs": last.epochs,
         **peak_memory_mb(device),
     }
     if out_dir is not None:

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from dhkd.bikd_unit import BiKDUnit
 from dhkd.config import load_config
 from dhkd.errors import TrainingError
 from dhkd.features import FeatureCache
+from dhkd.methods.bikd.unit import BiKDUnit
+from dhkd.methods.registry import get_method, make_unit
 from dhkd.train import EpochReport, fit_units
-from dhkd.units import make_unit
 
 CPU = torch.device("cpu")
 
@@ -55,11 +55,12 @@ def test_fit_units_trains_bikd_and_returns_the_metrics(synthetic_root, cache, tm
     assert saved["config"]["method"] == "bikd"
 
 
-def test_no_teacher_stage(synthetic_root, cache):
-    unit = _unit(_cfg(), synthetic_root, cache)
-    assert unit.teacher_done
-    with pytest.raises(TrainingError, match="no teacher stage"):
-        unit.teacher_epoch(1)
+def test_one_stage_and_no_dhkd_sections():
+    cfg = _cfg()
+    assert [s.name for s in get_method("bikd").stages(cfg)] == ["student"]
+    assert not any(
+        k.startswith(("teacher.", "noise.", "student.", "loss.")) for k in cfg.to_flat_dict()
+    )
 
 
 def test_backbone_in_the_unit_reproduces_the_cached_features(synthetic_root, cache):
@@ -80,16 +81,16 @@ def test_backbone_is_only_built_when_augmenting(synthetic_root, cache):
 def test_state_round_trips_and_resume_is_exact(synthetic_root, cache):
     cfg = _cfg()
     straight = _unit(cfg, synthetic_root, cache)
-    straight.student_epoch(1)
+    straight.run_epoch("student", 1)
     buffer = io.BytesIO()
     torch.save(straight.state_dict(), buffer)
-    straight.student_epoch(2)
+    straight.run_epoch("student", 2)
 
     resumed = _unit(cfg, synthetic_root, cache, seed=0)
     buffer.seek(0)
     resumed.load_state_dict(torch.load(buffer, weights_only=True))
     assert resumed.epoch == 1
-    resumed.student_epoch(2)
+    resumed.run_epoch("student", 2)
     for a, b in zip(straight.predict(), resumed.predict(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 

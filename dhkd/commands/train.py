@@ -8,6 +8,8 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from dhkd.methods.registry import DEFAULT_METHOD, method_names
+
     p = sub.add_parser(
         "train",
         help="train and evaluate on one category",
@@ -17,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", required=True, help="dataset root in MVTec layout")
     p.add_argument("--category", required=True, help="category folder under --data")
-    p.add_argument("--method", choices=["dhkd", "bikd"], default=None, help="default: dhkd")
+    p.add_argument(
+        "--method", choices=method_names(), default=None, help=f"default: {DEFAULT_METHOD}"
+    )
     p.add_argument("--preset", default="quick", help="quick (default, offline), paper or tiny")
     p.add_argument("--config", help="YAML file with config sections, applied over the preset")
     p.add_argument(
@@ -26,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override one config key, e.g. --set teacher.depth=4 (repeatable)",
+        help="override one config key, e.g. --set optim.lr=0.002 (repeatable)",
     )
     p.add_argument("--seed", type=int, default=None, help="shortcut for --set seed=N")
     p.add_argument("--out", required=True, help="output directory")

@@ -1,11 +1,22 @@
-"""Anomaly maps and image scores from per-level student/teacher discrepancies (METHOD.md)."""
+"""Anomaly maps and image scores from per-level maps, shared by every method (METHOD.md "Score").
+
+A method turns features into per-level maps (B, h_l, w_l) where larger means more anomalous;
+`score_maps` upsamples them to the input size, fuses them (sum | product), smooths them with a
+Gaussian and pools each map to an image score.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+
+class InferenceBatch(NamedTuple):
+    pred_score: torch.Tensor  # (B,)
+    anomaly_map: torch.Tensor  # (B, H, W) at the input image size
 
 
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -21,11 +32,6 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
     x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
     return x.squeeze(1)
-
-
-def level_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """(B, C, h, w) pair -> (B, h, w): mean over channels of the squared difference."""
-    return (student.float() - teacher.float()).pow(2).mean(dim=1)
 
 
 def fuse_maps(
@@ -52,3 +58,17 @@ def image_scores(maps: torch.Tensor, pooling: str, topk_fraction: float = 0.01) 
         return flat.mean(dim=1)
     k = max(1, round(flat.shape[1] * topk_fraction))
     return flat.topk(k, dim=1).values.mean(dim=1)
+
+
+def score_maps(
+    level_maps: list[torch.Tensor],
+    size: int,
+    *,
+    fusion: str = "sum",
+    smoothing_sigma: float = 4.0,
+    pooling: str = "max",
+    topk_fraction: float = 0.01,
+) -> InferenceBatch:
+    """Per-level (B, h_l, w_l) maps -> fused, smoothed (B, size, size) maps and (B,) scores."""
+    maps = fuse_maps(level_maps, size, fusion, smoothing_sigma)
+    return InferenceBatch(image_scores(maps, pooling, topk_fraction), maps)

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dhkd.config import BackboneConfig
 from dhkd.errors import ConfigError
+from dhkd.sections import BackboneConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -142,7 +142,7 @@ def _tuner(spec: StudySpec, paths: StudyPaths, context: TrialContext, quiet: boo
         return tune.Tuner.restore(str(paths.experiment), trainable, resume_unfinished=True)
     scheduler = None
     if spec.scheduler.type == "asha":
-        epochs = spec.base_config().optim.epochs
+        epochs = spec.final_epochs()
         scheduler = PersistentASHA(
             paths,
             spec.objective.mode,
@@ -186,7 +186,8 @@ def _trial_context(spec: StudySpec, data_root: Path, opts: RunOptions, paths) ->
     if spec.data.synthetic is None:  # resolved again so a moved checkout still finds it
         data_root = spec.data_root() or data_root
     return TrialContext(
-        base_config=spec.base_config().model_dump(mode="json"),
+        preset=spec.preset,
+        base_overrides=spec.base_overrides,
         data_root=str(data_root),
         units=spec.units,
         metric=spec.objective.metric,

@@ -1,16 +1,18 @@
 """`--smoke-test`: the same study made tiny enough for CI.
 
-preset tiny (random-init tiny backbone), 64 px, 2 student epochs (evaluated each), 1 teacher
-epoch, at most 16 train images, the first 2 categories, the first seed, at most 2 trials, ASHA
-with grace period 1, CPU only; generated data stands in when the data root (or one of the
-chosen categories) is absent. Search-space parameters over what the smoke test fixes (backbone,
-image size, epochs) are dropped. The study is named `<name>-smoke`.
+preset tiny (random-init tiny backbone; each method's tiny preset, e.g. 1 teacher epoch for
+dhkd), 64 px, 2 epochs of the last stage (evaluated each), at most 16 train images, the first 2
+categories, the first seed, at most 2 trials, ASHA with grace period 1, CPU only; generated data
+stands in when the data root (or one of the chosen categories) is absent. Search-space and fixed
+parameters over what the smoke test fixes (backbone, image size, epochs, and every method's
+budget_keys) are dropped. The study is named `<name>-smoke`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from dhkd.methods.registry import get_method, method_names
 from dhkd.study.space import Param
 from dhkd.study.spec import StudySpec, check_spec
 
@@ -20,15 +22,15 @@ SMOKE_FIXED: dict[str, Any] = {
     "optim.epochs": 2,
     "optim.eval_every": 1,
     "optim.device": "cpu",
-    "teacher.epochs": 1,
 }
 _SMOKE_OWNED = ("backbone.", "data.image_size", "data.max_train_images", "optim.epochs",
-                "optim.eval_every", "optim.device", "teacher.epochs")  # fmt: skip
+                "optim.eval_every", "optim.device")  # fmt: skip
 SMOKE_SYNTHETIC = {"image_size": 64, "n_train": 8, "n_test_good": 4, "n_test_defect": 4}
 
 
 def _owned(key: str) -> bool:
-    return any(key == p or (p.endswith(".") and key.startswith(p)) for p in _SMOKE_OWNED)
+    budget = tuple(k for name in method_names() for k in get_method(name).budget_keys)
+    return any(key == p or (p.endswith(".") and key.startswith(p)) for p in _SMOKE_OWNED + budget)
 
 
 def _smoke_space(space: dict[str, Param]) -> dict[str, Param]:

@@ -43,8 +43,9 @@ from pydantic import (
     model_validator,
 )
 
-from dhkd.config import TrainConfig, apply_overrides, load_config
+from dhkd.config import TrainConfig, load_config
 from dhkd.errors import ConfigError
+from dhkd.methods.registry import DEFAULT_METHOD, get_method
 from dhkd.study.space import Param, grid_size, ordered_keys
 
 MVTEC_CATEGORIES = (
@@ -147,7 +148,7 @@ class BudgetSpec(_Strict):
 class StudySpec(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = Field(min_length=1)
-    method: Literal["dhkd", "bikd"] = "dhkd"
+    method: str = DEFAULT_METHOD
     preset: Literal["quick", "paper", "tiny"] = "quick"
     data: DataSpec
     seeds: list[int] = Field([0], min_length=1)
@@ -162,6 +163,15 @@ class StudySpec(_Strict):
     budget: BudgetSpec = BudgetSpec()
     retries: int = Field(0, ge=0, le=20, description="re-runs of a failing trial")
     base_dir: str = Field(".", description="where relative data paths resolve (set by load_spec)")
+
+    @field_validator("method")
+    @classmethod
+    def _registered(cls, method: str) -> str:
+        try:
+            get_method(method)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return method
 
     @field_validator("seeds")
     @classmethod
@@ -192,12 +202,23 @@ class StudySpec(_Strict):
         root = Path(self.data.root).expanduser()
         return root if root.is_absolute() else (Path(self.base_dir) / root).resolve()
 
+    @property
+    def base_overrides(self) -> dict[str, Any]:
+        """The method and the fixed parameters, as dotted overrides of the preset."""
+        return {"method": self.method, **self.fixed}
+
     def base_config(self) -> TrainConfig:
         """Preset + method + fixed parameters (no search-space values)."""
-        return load_config(self.preset, overrides={"method": self.method, **self.fixed})
+        return load_config(self.preset, overrides=self.base_overrides)
 
     def trial_config(self, params: dict[str, Any]) -> TrainConfig:
-        return apply_overrides(self.base_config(), params)
+        """The config of a trial: params (which may change the method) over base_overrides."""
+        return load_config(self.preset, overrides={**self.base_overrides, **params})
+
+    def final_epochs(self, params: dict[str, Any] | None = None) -> int:
+        """Epochs of the last (reported) stage of the base config, or of a trial's."""
+        cfg = self.trial_config(params or {})
+        return get_method(cfg.method).final_stage(cfg).epochs
 
 
 def check_spec(spec: StudySpec) -> StudySpec:
@@ -216,7 +237,7 @@ def check_spec(spec: StudySpec) -> StudySpec:
         for key, param in getattr(spec, section).items():
             for value in param.candidates():
                 try:
-                    apply_overrides(base, {key: value})
+                    spec.trial_config({key: value})
                 except ConfigError as exc:
                     raise ConfigError(f"{section}.{key} = {value!r}: {exc}") from None
     ordered_keys(spec.space)
@@ -224,10 +245,12 @@ def check_spec(spec: StudySpec) -> StudySpec:
         size = grid_size(spec.space)
         if spec.num_samples is not None and spec.num_samples > size:
             raise ConfigError(f"num_samples: {spec.num_samples} exceeds the grid size {size}")
-    if spec.scheduler.type == "asha" and spec.scheduler.grace_period >= base.optim.epochs:
+    epochs = spec.final_epochs()
+    if spec.scheduler.type == "asha" and spec.scheduler.grace_period >= epochs:
         raise ConfigError(
-            f"scheduler.grace_period ({spec.scheduler.grace_period}) must be below "
-            f"optim.epochs ({base.optim.epochs}), or use scheduler: {{type: none}}"
+            f"scheduler.grace_period ({spec.scheduler.grace_period}) must be below the "
+            f"{epochs} epochs of method {base.method}'s last stage (optim.epochs for "
+            "trained methods), or use scheduler: {type: none}"
         )
     return spec
 

@@ -36,7 +36,8 @@ ARTIFACTS = "artifacts"
 class TrialContext:
     """Everything a trial needs besides its parameters (plain, picklable data)."""
 
-    base_config: dict[str, Any]  # TrainConfig.model_dump(mode="json") before the trial params
+    preset: str  # config preset of the study
+    base_overrides: dict[str, Any]  # method and fixed parameters, under the trial params
     data_root: str
     units: list[tuple[str, int]]
     metric: str  # objective metric, averaged over categories
@@ -101,11 +102,15 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     import torch
     from ray import tune
 
-    from dhkd.config import apply_overrides, build_config
+    from dhkd.config import load_config
+    from dhkd.methods.registry import get_method
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per checkpoint
     torch.set_num_threads(max(1, context.threads))
-    cfg = apply_overrides(build_config(context.base_config), config.get(PARAMS, {}))
+    cfg = load_config(
+        context.preset, overrides={**context.base_overrides, **config.get(PARAMS, {})}
+    )
+    epochs = get_method(cfg.method).final_stage(cfg).epochs
     categories = list(dict.fromkeys(c for c, _ in context.units))
     state, final = _restore()
     if final is not None:  # finished before the driver lost track: report it again
@@ -121,7 +126,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         value = objective_value(report.metrics, context.metric, categories)
         if value is not None:
             metrics[OBJECTIVE] = value
-        if report.epoch >= cfg.optim.epochs:
+        if report.epoch >= epochs:
             pending.update(metrics)  # reported with the artifacts once fit_units returns
             return
         _report(metrics, report.state())
@@ -141,7 +146,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             feature_cache=cache,
             progress=False,
         )
-        final_metrics = {EPOCH: cfg.optim.epochs, **pending, **result["metrics"]}
+        final_metrics = {EPOCH: epochs, **pending, **result["metrics"]}
         value = objective_value(result["metrics"], context.metric, categories)
         if value is not None:
             final_metrics[OBJECTIVE] = value

@@ -51,7 +51,7 @@ def test_spec_resources_become_the_trial_request(tmp_path, monkeypatch, resource
     monkeypatch.setattr(tune, "Tuner", RecordingTuner)
     monkeypatch.setattr(tune, "with_parameters", with_parameters)
     spec = _spec(resources)
-    context = TrialContext({}, str(tmp_path), [("stripes", 0)], "pixel_aupro", None)
+    context = TrialContext("tiny", {}, str(tmp_path), [("stripes", 0)], "pixel_aupro", None)
     runner._tuner(spec, StudyPaths(tmp_path, spec.name), context, quiet=True)
     request = seen["trainable"]._resources  # a PlacementGroupFactory: one bundle per trial
     assert request.required_resources == expected

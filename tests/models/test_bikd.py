@@ -6,10 +6,12 @@ import torch
 
 from dhkd.config import apply_overrides, load_config
 from dhkd.errors import ConfigError
-from dhkd.models.augment import simulate_anomalies
+from dhkd.methods.bikd.augment import simulate_anomalies
+from dhkd.methods.bikd.model import Bottleneck, ForwardStudent, ReverseDistiller
+from dhkd.methods.bikd.unit import build_bikd_model
+from dhkd.models.anomaly_map import score_maps
 from dhkd.models.backbone import build_backbone
-from dhkd.models.bikd import BiKDModel, Bottleneck, ForwardStudent, ReverseDistiller
-from dhkd.models.dhkd import FeatureNorm
+from dhkd.models.norm import FeatureNorm
 
 SIZE = 64
 
@@ -28,7 +30,8 @@ def _trained_output(overrides: dict) -> torch.Tensor:
     train, test = _images(6, 0), _images(3, 1)
     with torch.no_grad():
         feats = backbone(train)
-    model = BiKDModel([tuple(f.shape[1:]) for f in feats], cfg, FeatureNorm.statistics(feats))
+    shapes = [tuple(f.shape[1:]) for f in feats]
+    model = build_bikd_model(cfg, shapes, FeatureNorm.statistics(feats))
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     g = torch.Generator().manual_seed(0)
     b = cfg.bikd
@@ -50,7 +53,7 @@ def _trained_output(overrides: dict) -> torch.Tensor:
         loss.backward()
         opt.step()
     with torch.no_grad():
-        out = model(test, backbone(test), image_size=SIZE)
+        out = score_maps(model(test, backbone(test)), SIZE, **cfg.score.model_dump())
     assert out.anomaly_map.shape == (3, SIZE, SIZE)
     assert out.pred_score.shape == (3,)
     assert torch.isfinite(out.anomaly_map).all()
@@ -107,7 +110,7 @@ def test_same_config_gives_the_same_output(baseline):
 def test_paths_that_are_off_are_not_built(overrides, student, reverse):
     cfg = load_config("tiny", overrides={"method": "bikd", **overrides})
     stats = [(torch.zeros(c), torch.ones(c)) for c in (24, 32)]
-    model = BiKDModel([(24, 8, 8), (32, 4, 4)], cfg, stats)
+    model = build_bikd_model(cfg, [(24, 8, 8), (32, 4, 4)], stats)
     assert (model.student is not None, model.reverse is not None) == (student, reverse)
 
 

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from dhkd.config import apply_overrides, load_config
-from dhkd.models.dhkd import DHKDModel, FeatureNorm
+from dhkd.methods.dhkd.unit import build_dhkd_model
+from dhkd.models.anomaly_map import score_maps
+from dhkd.models.norm import FeatureNorm
 
 SHAPES = [(8, 8, 8), (12, 4, 4)]
 
@@ -20,16 +22,17 @@ def _trained_output(overrides: dict) -> torch.Tensor:
     feats = _features()
     torch.manual_seed(0)
     np.random.seed(0)  # FrEIA draws its channel permutations from numpy's global generator
-    model = DHKDModel(SHAPES, cfg, FeatureNorm.statistics(feats))
+    model = build_dhkd_model(cfg, SHAPES, FeatureNorm.statistics(feats))
+    noise, objective = cfg.noise.model_dump(), cfg.loss.model_dump()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     g = torch.Generator().manual_seed(0)
     for _ in range(2):
-        loss = model.teacher_loss(feats) + model.student_loss(feats, g)
+        loss = model.teacher_loss(feats) + model.student_loss(feats, g, noise=noise, loss=objective)
         assert torch.isfinite(loss)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    out = model(_features(1), image_size=32)
+    out = score_maps(model(_features(1)), 32, **cfg.score.model_dump())
     assert out.anomaly_map.shape == (4, 32, 32)
     assert out.pred_score.shape == (4,)
     assert torch.isfinite(out.anomaly_map).all()
@@ -83,11 +86,9 @@ def test_score_pooling_switch_changes_scores(pooling):
     cfg = load_config("tiny")
     feats = _features()
     torch.manual_seed(0)
-    base = DHKDModel(SHAPES, cfg, FeatureNorm.statistics(feats))
-    other = DHKDModel(
-        SHAPES, apply_overrides(cfg, {"score.pooling": pooling}), FeatureNorm.statistics(feats)
-    )
-    other.load_state_dict(base.state_dict())
-    a, b = base(feats, 32), other(feats, 32)
+    model = build_dhkd_model(cfg, SHAPES, FeatureNorm.statistics(feats))
+    other = apply_overrides(cfg, {"score.pooling": pooling})
+    a = score_maps(model(feats), 32, **cfg.score.model_dump())
+    b = score_maps(model(feats), 32, **other.score.model_dump())
     assert torch.equal(a.anomaly_map, b.anomaly_map)
     assert not torch.allclose(a.pred_score, b.pred_score)

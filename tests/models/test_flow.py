@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from dhkd.models.flow import FeatureFlow, FlowTeacher, flow_nll, positional_encoding
+from dhkd.methods.dhkd.flow import FeatureFlow, FlowTeacher, flow_nll, positional_encoding
 
 
 def _perturb(flow: FeatureFlow, scale: float) -> None:

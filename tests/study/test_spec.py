@@ -109,6 +109,15 @@ def _with(path: str, value):
         ),
         (_with("scheduler/grace_period", 4), ["scheduler.grace_period"]),
         (_with("data", {"synthetic": {"categories": ["a"]}, "root": "/x"}), ["data"]),
+        (_with("method", "patchcore"), ["method", "unknown method 'patchcore'", "dhkd, bikd"]),
+        (
+            _with("fixed/bikd.direction", "forward"),
+            ["bikd.direction belongs to method 'bikd'", "method is 'dhkd'"],
+        ),
+        (
+            {**_with("method", "bikd"), "fixed": {"optim.epochs": 4}},
+            ["noise.sigma belongs to method 'dhkd'", "method is 'bikd'"],
+        ),
     ],
 )
 def test_malformed_specs_name_the_key(tree, names):
@@ -141,3 +150,12 @@ def test_smoke_replaces_an_absent_root_with_generated_data_and_drops_owned_keys(
     assert smoke.data.category_names == ["bottle", "cable"]
     assert "backbone.name" not in smoke.space and "noise.sigma" in smoke.space
     assert smoke.name == "t-smoke"
+
+
+def test_a_method_in_the_space_gives_each_trial_that_methods_sections_only():
+    tree = {**BASE, "scientific": {"method": {"type": "categorical", "values": ["dhkd", "bikd"]}}}
+    spec = parse_spec(tree)
+    dhkd, bikd = spec.trial_config({"method": "dhkd"}), spec.trial_config({"method": "bikd"})
+    assert "teacher.depth" in dhkd.to_flat_dict() and "bikd.direction" not in dhkd.to_flat_dict()
+    assert "bikd.direction" in bikd.to_flat_dict() and "teacher.depth" not in bikd.to_flat_dict()
+    assert bikd.optim.epochs == dhkd.optim.epochs == 4

@@ -1,8 +1,8 @@
 """The training unit of method bikd: one BiKDModel on one (category, seed).
 
-Same interface as units.DHKDUnit, driven by train.fit_units. BiKD's teacher is the frozen
-ImageNet backbone, so there is no teacher stage: `teacher_done` is True from construction
-(cfg.teacher.* is ignored) and fit_units goes straight to the student epochs.
+A MethodUnit (methods/base.py) driven by train.fit_units. BiKD's teacher is the frozen ImageNet
+backbone, so there is no teacher stage: its one stage ("student") trains the forward student and
+the reverse distiller together for optim.epochs.
 
 The cached features are those of the clean images. When augmentation is on (bikd.augment,
 bikd.augment_prob > 0, and a backward path), each batch's augmented images are passed through
@@ -15,12 +15,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dhkd.config import TrainConfig
-from dhkd.errors import TrainingError
 from dhkd.features import CachedSplit, frozen_backbone
-from dhkd.models.augment import simulate_anomalies
-from dhkd.models.bikd import BiKDModel
-from dhkd.units import UnitBase, batches, check_finite
+from dhkd.methods.base import MethodUnit, batches, check_finite
+from dhkd.methods.bikd.augment import simulate_anomalies
+from dhkd.methods.bikd.model import BiKDModel
+from dhkd.sections import TrainConfig
+
+ADVICE = "lower the learning rate (optim.lr) or the path weights (bikd.*_weight)"
 
 
 def images_tensor(images: np.ndarray) -> torch.Tensor:
@@ -28,7 +29,24 @@ def images_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
 
-class BiKDUnit(UnitBase):
+def build_bikd_model(cfg, shapes, stats) -> BiKDModel:
+    """The one place a BiKDModel's arguments are read from the config."""
+    b = cfg.bikd
+    return BiKDModel(
+        shapes,
+        stats,
+        levels=cfg.backbone.levels,
+        feature_norm=cfg.backbone.feature_norm,
+        forward_weight=b.active_forward_weight,
+        backward_weight=b.active_backward_weight,
+        forward_width=b.forward_width,
+        forward_mse_weight=b.forward_mse_weight,
+        bottleneck_ratio=b.bottleneck_ratio,
+        bottleneck_stride=b.bottleneck_stride,
+    )
+
+
+class BiKDUnit(MethodUnit):
     """Forward student + reverse distiller trained together on normal images (+ augmentation)."""
 
     def __init__(
@@ -42,7 +60,6 @@ class BiKDUnit(UnitBase):
     ) -> None:
         super().__init__(cfg, category, seed, train, test, device)
         self.augment_generator = torch.Generator().manual_seed(seed + 1)
-        self.model = BiKDModel(train.shapes, cfg, self.stats).to(device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
         )
@@ -51,20 +68,13 @@ class BiKDUnit(UnitBase):
         b = cfg.bikd
         self.augments = b.augment and b.augment_prob > 0 and b.active_backward_weight > 0
         self.backbone = frozen_backbone(cfg, device) if self.augments else None
-        self.teacher_done = True  # the teacher is the frozen backbone: nothing to train
         self.last_parts: dict[str, float] = {}
+
+    def build_model(self, shapes: list[tuple[int, int, int]]) -> BiKDModel:
+        return build_bikd_model(self.cfg, shapes, self.stats)
 
     def _images(self, images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         return images[idx].to(self.device, non_blocking=True).float() / 255.0
-
-    def teacher_epoch(self, epoch: int) -> float:
-        raise TrainingError(
-            "method bikd has no teacher stage (its teacher is the frozen backbone); "
-            "fit_units skips it because BiKDUnit.teacher_done is True"
-        )
-
-    def finish_teacher(self) -> None:
-        self.teacher_done = True
 
     @torch.no_grad()
     def _augmented_features(
@@ -94,7 +104,7 @@ class BiKDUnit(UnitBase):
             out.append(c)
         return out
 
-    def student_epoch(self, epoch: int) -> float:
+    def run_epoch(self, stage: str, epoch: int) -> float:
         self.model.train()
         losses, parts = [], {}
         for idx in batches(len(self.train.labels), self.cfg.optim.batch_size, self.generator):
@@ -103,7 +113,8 @@ class BiKDUnit(UnitBase):
             augmented = self._augmented_features(images, clean) if self.augments else None
             with self._autocast():
                 loss, parts = self.model.loss(images, clean, augmented)
-            losses.append(check_finite(loss, f"bikd training of {self.name}, epoch {epoch}"))
+            where = f"bikd training of {self.name}, epoch {epoch}"
+            losses.append(check_finite(loss, where, ADVICE))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -111,21 +122,8 @@ class BiKDUnit(UnitBase):
         self.last_parts = parts
         return float(np.mean(losses))
 
-    @torch.no_grad()
-    def predict(self, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-        """Test split -> image scores (N,) and anomaly maps (N, S, S), float32 numpy."""
-        self.model.eval()
-        scores, maps = [], []
-        for start in range(0, len(self.test.labels), batch_size):
-            idx = torch.arange(start, min(start + batch_size, len(self.test.labels)))
-            out = self.model(
-                self._images(self.test_images, idx),
-                self._features(self.test, idx),
-                self.cfg.data.image_size,
-            )
-            scores.append(out.pred_score.float().cpu())
-            maps.append(out.anomaly_map.float().cpu())
-        return torch.cat(scores).numpy(), torch.cat(maps).numpy()
+    def level_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        return self.model(self._images(self.test_images, idx), self._features(self.test, idx))
 
     def state_dict(self) -> dict:
         return {
@@ -133,7 +131,6 @@ class BiKDUnit(UnitBase):
             "category": self.category,
             "seed": self.seed,
             "epoch": self.epoch,
-            "teacher_done": True,
             "train_seconds": self.train_seconds,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -142,15 +139,7 @@ class BiKDUnit(UnitBase):
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("method") != "bikd":
-            raise TrainingError(
-                f"checkpoint of {self.name} is not a bikd checkpoint (method "
-                f"{state.get('method', 'dhkd')!r}); resume with the method it was trained with"
-            )
-        if (state["category"], state["seed"]) != (self.category, self.seed):
-            raise TrainingError(
-                f"checkpoint is for {state['category']}/seed{state['seed']}, not {self.name}"
-            )
+        self.check_identity(state, "bikd")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])

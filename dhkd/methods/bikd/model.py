@@ -2,10 +2,11 @@
 
 Only the abstract is public: a classification-pretrained teacher, forward distillation (teacher ->
 student) plus backward distillation (student -> teacher side), and an anomaly-simulating
-augmentation. The architecture here is ours; every choice is a `bikd.*` switch (config.py):
+augmentation. The architecture here is ours; every choice is a `bikd.*` switch (config.py;
+unit.build_bikd_model turns it into this module's keyword arguments):
 
-- Teacher: the frozen ImageNet backbone (backbone.py), features of cfg.backbone.levels,
-  normalised per level like DHKD's (FeatureNorm, cfg.backbone.feature_norm).
+- Teacher: the frozen ImageNet backbone (models/backbone.py), features of backbone.levels,
+  normalised per level (models/norm.py FeatureNorm, backbone.feature_norm).
 - Forward path (`bikd.forward_weight`; off for `bikd.direction: backward`): `ForwardStudent`,
   a light CNN trained from scratch that maps the clean image to the teacher's per-level features
   (1 - cosine per position, plus `bikd.forward_mse_weight` x MSE). It only ever sees normal
@@ -17,7 +18,7 @@ augmentation. The architecture here is ours; every choice is a `bikd.*` switch (
   the bottleneck sees the teacher's features of the augmented image and the decoder must
   reproduce those of the clean one (1 - cosine per position).
 - Anomaly map: per level, forward_weight x (1 - cos(S, T)) + backward_weight x (1 - cos(D, T)),
-  upsampled, fused and smoothed with DHKD's anomaly_map.py; image score by cfg.score.pooling.
+  upsampled, fused, smoothed and pooled by the shared models/anomaly_map.py.
 A path that is off (weight 0 or excluded by `bikd.direction`) is not built (no parameters).
 """
 
@@ -29,10 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dhkd.config import TrainConfig
-from dhkd.models.anomaly_map import fuse_maps, image_scores
 from dhkd.models.backbone import IMAGENET_MEAN, IMAGENET_STD
-from dhkd.models.dhkd import FeatureNorm, InferenceBatch
+from dhkd.models.norm import FeatureNorm
 
 Shapes = list[tuple[int, int, int]]
 
@@ -207,21 +206,30 @@ class BiKDModel(nn.Module):
     def __init__(
         self,
         shapes: Shapes,
-        cfg: TrainConfig,
         stats: list[tuple[torch.Tensor, torch.Tensor]],
+        *,
+        levels: tuple[int, ...],
+        feature_norm: str = "train_stats",
+        forward_weight: float = 1.0,
+        backward_weight: float = 1.0,
+        forward_width: int = 32,
+        forward_mse_weight: float = 0.0,
+        bottleneck_ratio: float = 0.5,
+        bottleneck_stride: int = 2,
     ) -> None:
+        """forward_weight / backward_weight: the weights in use (0 = the path is not built)."""
         super().__init__()
-        self.cfg = cfg
-        b = cfg.bikd
-        self.norm = FeatureNorm(cfg.backbone.feature_norm, stats)
+        self.forward_weight, self.backward_weight = forward_weight, backward_weight
+        self.forward_mse_weight = forward_mse_weight
+        self.norm = FeatureNorm(feature_norm, stats)
         self.student = (
-            ForwardStudent(shapes, tuple(sorted(cfg.backbone.levels)), b.forward_width)
-            if b.active_forward_weight > 0
+            ForwardStudent(shapes, tuple(sorted(levels)), forward_width)
+            if forward_weight > 0
             else None
         )
         self.reverse = (
-            ReverseDistiller(shapes, b.bottleneck_ratio, b.bottleneck_stride)
-            if b.active_backward_weight > 0
+            ReverseDistiller(shapes, bottleneck_ratio, bottleneck_stride)
+            if backward_weight > 0
             else None
         )
 
@@ -237,7 +245,6 @@ class BiKDModel(nn.Module):
         paths); augmented_raw: teacher features of the augmented images that the backward path
         sees instead (None = no augmentation).
         """
-        b = self.cfg.bikd
         targets = [t.float() for t in self.norm(clean_raw)]
         total = targets[0].new_zeros(())
         parts: dict[str, float] = {}
@@ -245,9 +252,9 @@ class BiKDModel(nn.Module):
             fwd = targets[0].new_zeros(())
             for s, t in zip(self.student(images), targets, strict=True):
                 fwd = fwd + cosine_distance(s, t).mean()
-                if b.forward_mse_weight > 0:
-                    fwd = fwd + b.forward_mse_weight * F.mse_loss(s.float(), t)
-            total = total + b.active_forward_weight * fwd
+                if self.forward_mse_weight > 0:
+                    fwd = fwd + self.forward_mse_weight * F.mse_loss(s.float(), t)
+            total = total + self.forward_weight * fwd
             parts["forward"] = float(fwd.detach())
         if self.reverse is not None:
             seen = targets if augmented_raw is None else self.norm(augmented_raw)
@@ -255,28 +262,23 @@ class BiKDModel(nn.Module):
                 cosine_distance(r, t).mean()
                 for r, t in zip(self.reverse(seen), targets, strict=True)
             )
-            total = total + b.active_backward_weight * bwd
+            total = total + self.backward_weight * bwd
             parts["backward"] = float(bwd.detach())
         return total, parts
 
     def level_maps(self, images: torch.Tensor, raw: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per level (B, H_l, W_l): the weighted forward + backward cosine distances."""
-        b = self.cfg.bikd
         feats = self.norm(raw)
         maps = [f.new_zeros(f.shape[0], *f.shape[-2:]).float() for f in feats]
         if self.student is not None:
             for i, (s, t) in enumerate(zip(self.student(images), feats, strict=True)):
-                maps[i] = maps[i] + b.active_forward_weight * cosine_distance(s, t)
+                maps[i] = maps[i] + self.forward_weight * cosine_distance(s, t)
         if self.reverse is not None:
             for i, (r, t) in enumerate(zip(self.reverse(feats), feats, strict=True)):
-                maps[i] = maps[i] + b.active_backward_weight * cosine_distance(r, t)
+                maps[i] = maps[i] + self.backward_weight * cosine_distance(r, t)
         return maps
 
     @torch.no_grad()
-    def forward(
-        self, images: torch.Tensor, raw: list[torch.Tensor], image_size: int
-    ) -> InferenceBatch:
-        """Test time: level maps -> fused, smoothed (B, S, S) map and (B,) image scores."""
-        sc = self.cfg.score
-        maps = fuse_maps(self.level_maps(images, raw), image_size, sc.fusion, sc.smoothing_sigma)
-        return InferenceBatch(image_scores(maps, sc.pooling, sc.topk_fraction), maps)
+    def forward(self, images: torch.Tensor, raw: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Test time: per level (B, H_l, W_l) anomaly maps (see level_maps)."""
+        return self.level_maps(images, raw)

@@ -1,0 +1,138 @@
+"""What a method provides: a training unit = one method on one (category, seed).
+
+train.fit_units builds a unit per (category, seed) with the registered class of cfg.method and
+drives the units in lockstep through the stages of the method's config (`cfg.stages()`): every
+stage but the last runs to its end once; the last one is evaluated every `optim.eval_every`
+epochs and reported per epoch. A unit subclass implements
+
+- `build_model(shapes)`: its nn.Module from the backbone's per-level shapes [(C_l, H_l, W_l)]
+  (called once by the constructor, after seeding and the feature statistics);
+- `run_epoch(stage, epoch)`: one epoch of a stage, returning its mean loss;
+- `level_maps(idx)`: per-level anomaly maps [(B, h_l, w_l)] of test rows idx (larger = more
+  anomalous); `predict` fuses, smooths and pools them with the shared score settings;
+- `state_dict()` / `load_state_dict(state)`: training state that torch.load(weights_only=True)
+  can read (tensors, numbers, strings), for resuming.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from torch import nn
+
+from dhkd.errors import TrainingError
+from dhkd.features import CachedSplit
+from dhkd.models.anomaly_map import score_maps
+from dhkd.models.norm import FeatureNorm
+from dhkd.sections import TrainConfig
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """A shuffled epoch of index batches; a trailing batch of one sample joins the previous one."""
+    order = torch.randperm(n, generator=generator)
+    out = list(order.split(batch_size))
+    if len(out) > 1 and len(out[-1]) == 1:
+        out[-2] = torch.cat([out[-2], out.pop()])
+    return out
+
+
+def check_finite(loss: torch.Tensor, where: str, advice: str = "lower optim.lr") -> float:
+    """The loss as a float; a TrainingError saying where and what to change if it is not finite."""
+    value = float(loss.detach())
+    if not np.isfinite(value):
+        raise TrainingError(f"non-finite loss ({value}) in {where}; {advice}")
+    return value
+
+
+class MethodUnit(ABC):
+    """Identity, seeding, feature statistics, feature batches, mixed precision and prediction."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        category: str,
+        seed: int,
+        train: CachedSplit,
+        test: CachedSplit,
+        device: torch.device,
+    ) -> None:
+        self.cfg, self.category, self.seed = cfg, category, seed
+        self.train, self.test, self.device = train, test, device
+        self.generator = torch.Generator().manual_seed(seed)  # batch order
+        torch.manual_seed(seed)  # model initialisation
+        np.random.seed(seed)  # FrEIA draws channel permutations from numpy's global generator
+        self.stats = FeatureNorm.statistics([f.float() for f in train.features])
+        self.epoch = 0
+        self.train_seconds = 0.0
+        self.done_stages: set[str] = set()
+        self.model = self.build_model(train.shapes).to(device)
+
+    @property
+    def name(self) -> str:
+        return f"{self.category}/seed{self.seed}"
+
+    @abstractmethod
+    def build_model(self, shapes: list[tuple[int, int, int]]) -> nn.Module:
+        """The method's model for backbone levels of shapes [(C_l, H_l, W_l)]."""
+
+    @abstractmethod
+    def run_epoch(self, stage: str, epoch: int) -> float:
+        """One epoch (1-based) of `stage`; returns the mean training loss."""
+
+    @abstractmethod
+    def level_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Per-level anomaly maps [(B, h_l, w_l)] of the test rows idx (B = len(idx))."""
+
+    @abstractmethod
+    def state_dict(self) -> dict:
+        """Training state for resuming (weights, optimisers, generators, counters)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what state_dict returned."""
+
+    def stage_done(self, stage: str) -> bool:
+        return stage in self.done_stages
+
+    def finish_stage(self, stage: str) -> None:
+        """Called once every unit ran `stage` (not the last stage) to its end."""
+        self.done_stages.add(stage)
+
+    def check_identity(self, state: dict, method: str) -> None:
+        """Raise unless `state` is a `method` checkpoint of this unit's (category, seed)."""
+        if state.get("method", "dhkd") != method:
+            raise TrainingError(
+                f"checkpoint of {self.name} is not a {method} checkpoint (method "
+                f"{state.get('method', 'dhkd')!r}); resume with the method it was trained with"
+            )
+        if (state["category"], state["seed"]) != (self.category, self.seed):
+            raise TrainingError(
+                f"checkpoint is for {state['category']}/seed{state['seed']}, not {self.name}"
+            )
+
+    def _features(self, split: CachedSplit, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Cached float16 features of rows idx -> float32 on the unit's device."""
+        return [f[idx].to(self.device, non_blocking=True).float() for f in split.features]
+
+    def _autocast(self):
+        """bfloat16 autocast for training steps on CUDA when optim.amp; no-op on the CPU."""
+        if self.device.type == "cuda" and self.cfg.optim.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    @torch.no_grad()
+    def predict(self, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """Test split -> image scores (N,) and anomaly maps (N, S, S), float32 numpy."""
+        self.model.eval()
+        scores, maps = [], []
+        for start in range(0, len(self.test.labels), batch_size):
+            idx = torch.arange(start, min(start + batch_size, len(self.test.labels)))
+            out = score_maps(
+                self.level_maps(idx), self.cfg.data.image_size, **self.cfg.score.model_dump()
+            )
+            scores.append(out.pred_score.float().cpu())
+            maps.append(out.anomaly_map.float().cpu())
+        return torch.cat(scores).numpy(), torch.cat(maps).numpy()

@@ -1,0 +1,25 @@
+"""Method dhkd: flow teacher + denoising dual-domain student (METHOD.md, the first seed)."""
+
+from __future__ import annotations
+
+from dhkd.methods.dhkd.config import DHKDConfig
+from dhkd.methods.info import MethodInfo, Stage
+
+
+def _stages(cfg: DHKDConfig) -> tuple[Stage, ...]:
+    return (Stage("teacher", cfg.teacher.epochs), Stage("student", cfg.optim.epochs))
+
+
+METHOD = MethodInfo(
+    name="dhkd",
+    description="flow teacher, denoising dual-domain CNN student, affinity loss",
+    config=DHKDConfig,
+    unit="dhkd.methods.dhkd.unit:DHKDUnit",
+    stages=_stages,
+    presets={
+        "quick": {"teacher": {"depth": 8, "epochs": 10}},
+        "paper": {"teacher": {"depth": 8, "epochs": 40}},
+        "tiny": {"teacher": {"depth": 2, "epochs": 1}, "student": {"blocks": 1}},
+    },
+    budget_keys=("teacher.epochs",),
+)

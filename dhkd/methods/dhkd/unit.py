@@ -1,0 +1,136 @@
+"""The training unit of method dhkd: flow teacher (stage "teacher"), then the denoising student
+(stage "student"); the builder that turns the run's config into a DHKDModel."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dhkd.features import CachedSplit
+from dhkd.methods.base import MethodUnit, batches, check_finite
+from dhkd.methods.dhkd.model import DHKDModel
+from dhkd.sections import TrainConfig
+
+ADVICE = (
+    "lower the learning rate (optim.lr / teacher.lr), the flow clamp (teacher.clamp) or the "
+    "noise level (noise.sigma)"
+)
+
+
+def build_dhkd_model(cfg, shapes, stats) -> DHKDModel:
+    """The one place a DHKDModel's arguments are read from the config."""
+    t, s = cfg.teacher, cfg.student
+    return DHKDModel(
+        shapes,
+        stats,
+        feature_norm=cfg.backbone.feature_norm,
+        teacher_depth=t.depth,
+        clamp=t.clamp,
+        hidden_ratio=t.hidden_ratio,
+        pos_enc=t.pos_enc,
+        pos_enc_dim=t.pos_enc_dim,
+        student_kind=s.kind,
+        student_blocks=s.blocks,
+        student_variant=s.variant,
+        freq_branch=s.freq_branch,
+        student_hidden_ratio=s.hidden_ratio,
+        student_flow_depth=s.flow_depth,
+    )
+
+
+class DHKDUnit(MethodUnit):
+    """Flow teacher trained on NLL (stage 1), then the denoising student (stage 2)."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        category: str,
+        seed: int,
+        train: CachedSplit,
+        test: CachedSplit,
+        device: torch.device,
+    ) -> None:
+        super().__init__(cfg, category, seed, train, test, device)
+        self.noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
+        self.teacher_opt = torch.optim.Adam(self.model.teacher.parameters(), lr=cfg.teacher.lr)
+        self.student_opt = torch.optim.AdamW(
+            self.model.student.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+        )
+        self.noise = cfg.noise.model_dump()
+        self.loss = cfg.loss.model_dump()
+        if cfg.teacher.epochs == 0:
+            self.done_stages.add("teacher")
+
+    def build_model(self, shapes: list[tuple[int, int, int]]) -> DHKDModel:
+        return build_dhkd_model(self.cfg, shapes, self.stats)
+
+    def run_epoch(self, stage: str, epoch: int) -> float:
+        if stage == "teacher":
+            return self._teacher_epoch(epoch)
+        return self._student_epoch(epoch)
+
+    def _teacher_epoch(self, epoch: int) -> float:
+        self.model.teacher.train()
+        losses = []
+        for idx in batches(len(self.train.labels), self.cfg.optim.batch_size, self.generator):
+            loss = self.model.teacher_loss(self._features(self.train, idx))
+            where = f"teacher training of {self.name}, epoch {epoch}"
+            losses.append(check_finite(loss, where, ADVICE))
+            self.teacher_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.teacher.parameters(), 5.0)
+            self.teacher_opt.step()
+        return float(np.mean(losses))
+
+    def finish_stage(self, stage: str) -> None:
+        if stage == "teacher":
+            self.model.teacher.eval().requires_grad_(False)
+        super().finish_stage(stage)
+
+    def _student_epoch(self, epoch: int) -> float:
+        self.model.student.train()
+        losses = []
+        for idx in batches(len(self.train.labels), self.cfg.optim.batch_size, self.generator):
+            with self._autocast():
+                loss = self.model.student_loss(
+                    self._features(self.train, idx),
+                    self.noise_generator,
+                    noise=self.noise,
+                    loss=self.loss,
+                )
+            where = f"student training of {self.name}, epoch {epoch}"
+            losses.append(check_finite(loss, where, ADVICE))
+            self.student_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.student_opt.step()
+        self.epoch = epoch
+        return float(np.mean(losses))
+
+    def level_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        return self.model(self._features(self.test, idx))
+
+    def state_dict(self) -> dict:
+        return {
+            "method": "dhkd",
+            "category": self.category,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "teacher_done": self.stage_done("teacher"),
+            "train_seconds": self.train_seconds,
+            "model": self.model.state_dict(),
+            "teacher_opt": self.teacher_opt.state_dict(),
+            "student_opt": self.student_opt.state_dict(),
+            "generator": self.generator.get_state(),
+            "noise_generator": self.noise_generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.check_identity(state, "dhkd")
+        self.model.load_state_dict(state["model"])
+        self.teacher_opt.load_state_dict(state["teacher_opt"])
+        self.student_opt.load_state_dict(state["student_opt"])
+        self.generator.set_state(state["generator"])
+        self.noise_generator.set_state(state["noise_generator"])
+        self.epoch, self.train_seconds = state["epoch"], state["train_seconds"]
+        if state["teacher_done"]:
+            self.finish_stage("teacher")

@@ -1,0 +1,75 @@
+"""The training unit of method knn: one stage ("fit", one epoch) builds the memory bank."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from dhkd.errors import TrainingError
+from dhkd.methods.base import MethodUnit
+from dhkd.methods.knn.model import KnnModel, greedy_coreset
+
+
+def build_knn_model(cfg, shapes, stats) -> KnnModel:
+    """The one place a KnnModel's arguments are read from the config."""
+    return KnnModel(
+        shapes,
+        stats,
+        feature_norm=cfg.backbone.feature_norm,
+        k=cfg.knn.k,
+        aggregate=cfg.knn.aggregate,
+        chunk_elements=cfg.knn.chunk_elements,
+    )
+
+
+class KnnUnit(MethodUnit):
+    """Collects the train patches, keeps a greedy coreset of them; no gradient steps."""
+
+    def build_model(self, shapes: list[tuple[int, int, int]]) -> KnnModel:
+        return build_knn_model(self.cfg, shapes, self.stats)
+
+    @torch.no_grad()
+    def run_epoch(self, stage: str, epoch: int) -> float:
+        """Fill the bank; returns the mean distance of a train patch to the kept ones (in the
+        coreset's projection; 0 when every patch is kept)."""
+        n, step = len(self.train.labels), self.cfg.optim.batch_size
+        chunks = []
+        for start in range(0, n, step):
+            p = self.model.patches(
+                self._features(self.train, torch.arange(start, min(n, start + step)))
+            )
+            chunks.append(p.permute(0, 2, 3, 1).reshape(-1, p.shape[1]))
+        patches = torch.cat(chunks)
+        size = max(1, math.ceil(self.cfg.knn.coreset_ratio * len(patches)))
+        spread = 0.0
+        if size < len(patches):
+            keep, dist = greedy_coreset(patches, size, self.cfg.knn.projection_dim, self.generator)
+            patches, spread = patches[keep.to(patches.device)], float(dist.mean())
+        self.model.set_bank(patches)
+        self.epoch = epoch
+        return spread
+
+    def level_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        return self.model(self._features(self.test, idx))
+
+    def state_dict(self) -> dict:
+        return {
+            "method": "knn",
+            "category": self.category,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "train_seconds": self.train_seconds,
+            "model": self.model.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.check_identity(state, "knn")
+        bank = state["model"].get("bank")
+        if bank is None:
+            raise TrainingError(f"knn checkpoint of {self.name} holds no memory bank")
+        self.model.set_bank(bank)
+        self.model.load_state_dict(state["model"])
+        self.generator.set_state(state["generator"])
+        self.epoch, self.train_seconds = state["epoch"], state["train_seconds"]

@@ -1,0 +1,90 @@
+"""The config sections every method shares, and the base of every method's config.
+
+A run's config (TrainConfig) is the shared sections below plus the sections of its method
+(methods/<name>/config.py adds them in a subclass). Every design choice that is ours rather than a
+paper's is a field, so that a study can ablate it. Unknown keys and wrong types are errors that
+name the key; configs are frozen (build a changed copy with dhkd.config.apply_overrides).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    """A frozen config section; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class DataConfig(Section):
+    image_size: int = Field(256, ge=32, le=1024, description="square input size in pixels")
+    max_train_images: int | None = Field(None, ge=1, description="cap on train/good images")
+
+
+BackboneName = Literal["efficientnet_lite0", "resnet18", "wide_resnet50_2", "tiny"]
+
+
+class BackboneConfig(Section):
+    name: BackboneName = "efficientnet_lite0"
+    levels: tuple[int, ...] = Field(
+        (2, 3), description="feature levels by stride: 1 = stride 4, 2 = stride 8, 3 = 16, 4 = 32"
+    )
+    pretrained: bool = Field(True, description="ImageNet weights; false = random init (tests)")
+    weights: str | None = Field(None, description="path to a state dict for the backbone")
+    feature_norm: Literal["train_stats", "layernorm", "none"] = "train_stats"
+
+    @model_validator(mode="after")
+    def _levels_valid(self) -> BackboneConfig:
+        if not self.levels or len(set(self.levels)) != len(self.levels):
+            raise ValueError("backbone.levels must be a non-empty list of distinct levels")
+        if any(lv not in (1, 2, 3, 4) for lv in self.levels):
+            raise ValueError("backbone.levels entries must be in 1..4 (stride 4, 8, 16, 32)")
+        return self
+
+
+class ScoreConfig(Section):
+    fusion: Literal["sum", "product"] = "sum"
+    pooling: Literal["max", "mean", "topk"] = "max"
+    topk_fraction: float = Field(0.01, gt=0, le=1)
+    smoothing_sigma: float = Field(4.0, ge=0, le=32)
+
+
+class OptimConfig(Section):
+    epochs: int = Field(20, ge=1, le=10000, description="epochs of the last (evaluated) stage")
+    batch_size: int = Field(16, ge=1, le=1024)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    eval_every: int = Field(
+        5, ge=1, description="evaluate (and report) every N epochs of the last stage"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
+
+
+class TrainConfig(Section):
+    """The shared sections; a method's config subclasses it and adds its own sections."""
+
+    method: str = Field("dhkd", description="registered method name (dhkd.methods.registry)")
+    seed: int = Field(0, ge=0)
+    data: DataConfig = DataConfig()
+    backbone: BackboneConfig = BackboneConfig()
+    score: ScoreConfig = ScoreConfig()
+    optim: OptimConfig = OptimConfig()
+
+    def to_flat_dict(self) -> dict[str, Any]:
+        """Dotted keys -> values, e.g. {"optim.lr": 0.001}; for tracking params."""
+        return flatten(self.model_dump(mode="json"))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
