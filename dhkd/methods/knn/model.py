@@ -34,11 +34,15 @@ def greedy_coreset(
     chosen = torch.empty(size, dtype=torch.long)
     chosen[0] = int(torch.randint(len(x), (1,), generator=generator))
     nearest = torch.full_like(sq, float("inf"))
+    dist = torch.empty_like(sq)
     for i in range(size):
         if i > 0:
             chosen[i] = int(nearest.argmax())
         c = x[chosen[i]]
-        nearest = torch.minimum(nearest, (sq - 2 * (x @ c) + c.pow(2).sum()).clamp_min(0))
+        torch.mv(x, c, out=dist)  # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2, in place
+        dist.mul_(-2).add_(sq).add_(sq[chosen[i]])
+        torch.minimum(nearest, dist, out=nearest)
+    nearest.clamp_(min=0)
     return chosen, nearest.sqrt()
 
 

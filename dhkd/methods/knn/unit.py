@@ -41,7 +41,8 @@ class KnnUnit(MethodUnit):
             )
             chunks.append(p.permute(0, 2, 3, 1).reshape(-1, p.shape[1]))
         patches = torch.cat(chunks)
-        size = max(1, math.ceil(self.cfg.knn.coreset_ratio * len(patches)))
+        knn = self.cfg.knn
+        size = max(knn.coreset_min, math.ceil(knn.coreset_ratio * len(patches)))
         spread = 0.0
         if size < len(patches):
             keep, dist = greedy_coreset(patches, size, self.cfg.knn.projection_dim, self.generator)
