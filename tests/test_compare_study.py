@@ -26,6 +26,18 @@ def test_comparison_study_smoke_and_side_by_side_report(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
+    from mlflow.tracking import MlflowClient  # each trial logs its own method's sections only
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("cmp")
+    trials = client.search_runs([experiment.experiment_id], "tags.`dhkd.role` = 'trial'")
+    for run in trials:
+        sections = {k.split(".")[0] for k in run.data.params if "." in k}
+        if run.data.params["method"] == "dhkd":
+            assert "teacher" in sections and "bikd" not in sections
+        else:
+            assert "bikd" in sections and not sections & {"teacher", "noise", "student", "loss"}
+
     out = tmp_path / "report"
     assert main(["report", "cmp", "--tracking-uri", uri, "--out", str(out), "--no-log"]) == 0
     for metric in ("image_auroc", "pixel_auroc", "pixel_aupro"):
