@@ -35,6 +35,7 @@ class MethodInfo:
         (the shared sections come from dhkd.config.PRESETS).
     budget_keys: dotted keys of the method's sections that only set how long it trains; the
         smoke test leaves them to the tiny preset.
+    labels: short names of its parameters in report tables, e.g. {"noise.sigma": "σ"}.
     """
 
     name: str
@@ -44,6 +45,7 @@ class MethodInfo:
     stages: Callable[[Any], tuple[Stage, ...]]
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     budget_keys: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def sections(self) -> tuple[str, ...]:

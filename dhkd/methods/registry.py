@@ -91,6 +91,11 @@ def section_owner(section: str) -> str | None:
     return next((m.name for m in _table().values() if section in m.sections), None)
 
 
+def short_labels() -> dict[str, str]:
+    """Table labels of parameters, from every method's MethodInfo.labels."""
+    return {k: v for m in _table().values() for k, v in m.labels.items()}
+
+
 def make_unit(cfg, category: str, seed: int, train, test, device):
     """The training unit of cfg.method for one (category, seed) (a MethodUnit)."""
     return get_method(cfg.method).unit_class()(cfg, category, seed, train, test, device)

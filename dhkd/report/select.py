@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from dhkd.methods.registry import short_labels
 from dhkd.report.collect import StudyData, Trial
 
 
@@ -26,15 +27,6 @@ class Column:
     trial: Trial | None  # best COMPLETE trial; None when the group has none
     n_complete: int
     n_trials: int
-
-
-SHORT = {
-    "noise.sigma": "σ",
-    "loss.affinity_weight": "λ",
-    "loss.affinity_form": "form",
-    "teacher.depth": "K",
-    "student.kind": "student",
-}
 
 
 def param_text(value: str) -> str:
@@ -76,7 +68,7 @@ def grouping_keys(spec: dict[str, Any]) -> list[str]:
 
 
 def value_label(key: str, value: Any) -> str:
-    name = SHORT.get(key, key.rsplit(".", 1)[-1])
+    name = short_labels().get(key, key.rsplit(".", 1)[-1])
     text = value if isinstance(value, str) else json.dumps(value)
     return f"{name} {text}"
 

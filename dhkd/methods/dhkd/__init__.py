@@ -22,4 +22,11 @@ METHOD = MethodInfo(
         "tiny": {"teacher": {"depth": 2, "epochs": 1}, "student": {"blocks": 1}},
     },
     budget_keys=("teacher.epochs",),
+    labels={
+        "noise.sigma": "σ",
+        "loss.affinity_weight": "λ",
+        "loss.affinity_form": "form",
+        "teacher.depth": "K",
+        "student.kind": "student",
+    },
 )
