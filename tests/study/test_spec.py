@@ -115,6 +115,13 @@ def _with(path: str, value):
             ["bikd.direction belongs to method 'bikd'", "method is 'dhkd'"],
         ),
         (
+            {
+                **_with("method", "knn"),
+                "scientific": {"knn.k": {"type": "int", "low": 1, "high": 3}},
+            },
+            ["scheduler.grace_period", "1 epochs of method knn"],
+        ),
+        (
             {**_with("method", "bikd"), "fixed": {"optim.epochs": 4}},
             ["noise.sigma belongs to method 'dhkd'", "method is 'bikd'"],
         ),
