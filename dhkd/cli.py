@@ -14,7 +14,8 @@ from dhkd.errors import DhkdError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dhkd",
-        description="Run DHKD / bidirectional-KD anomaly detection, studies and reports.",
+        description="Train anomaly-detection methods (DHKD, bidirectional KD, a kNN reference), "
+        "run studies and build reports.",
     )
     parser.add_argument("--version", action="version", version=f"dhkd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
