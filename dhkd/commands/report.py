@@ -35,6 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="column the paired tests compare against, a value (0.0) or key (noise.sigma=0.0); "
         "default: the spec's first value",
     )
+    p.add_argument(
+        "--latex-layout",
+        choices=("twocolumn", "onecolumn", "compact"),
+        default="twocolumn",
+        help="LaTeX tables for a two-column paper (table, or table* when a table needs the "
+        "full width; the default), a one-column paper, or compact (footnotesize, tight columns, "
+        "one column of a two-column paper); every layout scales a table down to the line width",
+    )
     p.add_argument("--no-log", action="store_true", help="do not log the report to MLflow")
     p.set_defaults(func=run)
 
@@ -55,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     ):
         if value:
             parts += [flag, value]
+    if args.latex_layout != "twocolumn":
+        parts += ["--latex-layout", args.latex_layout]
     parts += ["--paper"] * args.paper + ["--no-log"] * args.no_log
     result = build_report(
         args.study,
@@ -65,13 +75,14 @@ def run(args: argparse.Namespace) -> int:
         baseline=args.baseline,
         log_artifacts=not args.no_log,
         command=shlex.join(parts),
+        latex_layout=args.latex_layout,
     )
     for metric, table in result.tables.items():
         state = f"PARTIAL ({len(table.missing)} cells missing)" if table.partial else "complete"
         print(f"{metric}: {len(table.rows) - 1} categories x {len(table.columns)} columns, {state}")
     print(
-        f"wrote {out}/README.md, tables/ (md, tex, csv), {len(result.figures)} figure files, "
-        "provenance.csv"
+        f"wrote {out}/README.md, tables/ (md, tex, csv, notes, preamble.tex), "
+        f"{len(result.figures)} figure files, provenance.csv"
     )
     if result.logged_to:
         print(f"logged to MLflow run {result.logged_to} under report/")

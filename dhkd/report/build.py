@@ -3,6 +3,8 @@
 Output folder:
     README.md                 the report: summary, the three tables, figures, notes
     tables/<metric>.md|.tex|.csv
+    tables/<metric>_notes.md|.tex   the long notes of each table (tests, missing cells, sources)
+    tables/preamble.tex       the packages the .tex tables need
     figures/*.png|.pdf        parameter plots, bars, importances, history, parallel
                               coordinates, qualitative maps (+ qualitative/ raw grids)
     provenance.csv|.json      for every number in the CSVs: run id + metric key, or source
@@ -22,8 +24,16 @@ from pathlib import Path
 from dhkd.report import figures as F
 from dhkd.report import figures_optuna as FO
 from dhkd.report.collect import METRICS, StudyData, client_for, download_maps, load_study
+from dhkd.report.latex import (
+    DEFAULT_LAYOUT,
+    LAYOUTS,
+    PREAMBLE,
+    notes_latex,
+    notes_markdown,
+    to_latex,
+)
 from dhkd.report.optuna_study import optuna_study, space
-from dhkd.report.render import provenance_rows, to_csv, to_latex, to_markdown
+from dhkd.report.render import provenance_rows, to_csv, to_markdown
 from dhkd.report.select import Column, best_trial, columns
 from dhkd.report.tables import Table, build_table
 
@@ -56,13 +66,16 @@ def resolve_baseline(cols: list[Column], baseline: str | None) -> str | None:
     )
 
 
-def write_tables(tables: dict[str, Table], out: Path) -> None:
+def write_tables(tables: dict[str, Table], out: Path, layout: str = DEFAULT_LAYOUT) -> None:
     folder = out / "tables"
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "preamble.tex").write_text(PREAMBLE)
     rows = []
     for metric, table in tables.items():
         (folder / f"{metric}.md").write_text(to_markdown(table))
-        (folder / f"{metric}.tex").write_text(to_latex(table))
+        (folder / f"{metric}.tex").write_text(to_latex(table, layout))
+        (folder / f"{metric}_notes.md").write_text(notes_markdown(table, metric))
+        (folder / f"{metric}_notes.tex").write_text(notes_latex(table))
         (folder / f"{metric}.csv").write_text(to_csv(table))
         rows += provenance_rows(table)
     fields = [
@@ -167,10 +180,18 @@ def build_report(
     baseline: str | None = None,
     log_artifacts: bool = True,
     command: str = "",
+    latex_layout: str = DEFAULT_LAYOUT,
 ) -> ReportResult:
-    """Write the report of study `name` into `out` (see the module docstring)."""
+    """Write the report of study `name` into `out` (see the module docstring); `latex_layout`
+    is one of latex.LAYOUTS."""
     from dhkd.report.readme import write_readme
 
+    if latex_layout not in LAYOUTS:
+        from dhkd.errors import DhkdError
+
+        raise DhkdError(
+            f"unknown LaTeX layout {latex_layout!r}; choose one of {', '.join(LAYOUTS)}"
+        )
     data = load_study(name, tracking_uri)
     cols = columns(data)
     base = resolve_baseline(cols, baseline)
@@ -179,16 +200,17 @@ def build_report(
     clean(out)
     tables = {m: build_table(data, cols, m, paper=paper, baseline=base) for m in METRICS}
     result = ReportResult(out, tables, notes=list(data.notes))
-    write_tables(tables, out)
+    write_tables(tables, out, latex_layout)
     write_figures(data, cols, result, storage_path)
     meta = {
         "study": data.name,
-        "tracking_uri": data.tracking_uri,
+        "tracking_uri": tracking_uri,  # as given (a relative sqlite path stays relative)
         "experiment_id": data.experiment_id,
         "study_run_id": data.study_run_id,
         "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "paper": paper,
+        "latex_layout": latex_layout,
         "columns": {c.key: c.trial.run_id if c.trial else None for c in cols},
         "partial": {m: t.partial for m, t in tables.items()},
     }

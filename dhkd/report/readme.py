@@ -21,6 +21,13 @@ FIGURE_TEXT = {
 }
 
 
+LAYOUT_TEXT = {
+    "twocolumn": "two-column paper (`table*` where a table needs the full width)",
+    "onecolumn": "one-column paper",
+    "compact": "column of a two-column paper (compact: means only, small type)",
+}
+
+
 def _counts(data: StudyData) -> str:
     counts: dict[str, int] = {}
     for t in data.trials:
@@ -55,7 +62,7 @@ def summary_lines(data: StudyData, cols: list[Column], meta: dict[str, Any]) -> 
     nuis = ", ".join(spec.get("nuisance") or {}) or "none"
     lines = [
         f"- Study: {spec.get('description') or data.name}",
-        f"- Read from MLflow `{data.tracking_uri}`: experiment {data.experiment_id}, study run "
+        f"- Read from MLflow `{meta['tracking_uri']}`: experiment {data.experiment_id}, study run "
         f"`{data.study_run_id}`; generated {meta['generated']}",
         f"- Trials: {len(data.trials)} ({_counts(data)}); objective: {mode} {metric} "
         "(mean over categories)",
@@ -99,9 +106,20 @@ def write_readme(data: StudyData, cols: list[Column], result, meta: dict[str, An
         lines.append(to_markdown(table).replace("### ", "### ", 1))
         lines.append(
             f"Files: [Markdown](tables/{metric}.md), [LaTeX](tables/{metric}.tex), "
-            f"[CSV](tables/{metric}.csv)"
+            f"[CSV](tables/{metric}.csv), notes ([Markdown](tables/{metric}_notes.md), "
+            f"[LaTeX](tables/{metric}_notes.tex))"
         )
         lines.append("")
+    lines += [
+        f"LaTeX: the tables are laid out for a {LAYOUT_TEXT[meta['latex_layout']]} "
+        "(`dhkd report --latex-layout`); they need the packages in "
+        "[tables/preamble.tex](tables/preamble.tex) (booktabs, graphicx; `\\input` it in "
+        "your preamble). Each caption holds the short note; the long notes (paired tests, "
+        "missing cells, sources) are in tables/<metric>_notes.tex|.md. "
+        "`python -m dhkd.report.latex_check DIR --out PNGDIR` compiles them in a one- and a "
+        "two-column article and renders them to PNG.",
+        "",
+    ]
     lines += ["## Figures", "", *_figure_lines(result)]
     if result.notes:
         lines += ["## Notes", "", *(f"- {n}" for n in result.notes), ""]

@@ -1,8 +1,9 @@
-"""A Table as Markdown, LaTeX (booktabs), CSV, and provenance rows (one per number).
+"""A Table as Markdown, CSV, and provenance rows (one per number); LaTeX is latex.py's.
 
-Display: percent with one decimal, `mean ± std` where several seeds exist, best measured value
-per row in bold, `–*` for a missing cell (footnoted with its reason), `†` on published columns.
-CSV keeps full precision (percent) so every number can be checked against MLflow.
+Display: percent with one decimal (published values too), `mean ± std` where several seeds
+exist, best measured value per row in bold, `–*` for a missing cell (footnoted with its reason),
+`†` on published columns. CSV keeps full precision (percent) so every number can be checked
+against MLflow (and the published values as printed).
 """
 
 from __future__ import annotations
@@ -13,29 +14,6 @@ import io
 from dhkd.report.tables import AVERAGE, Cell, Table, TableColumn
 
 MISSING = "–"
-LATEX_CHARS = {
-    "_": r"\_",
-    "%": r"\%",
-    "&": r"\&",
-    "#": r"\#",
-    "$": r"\$",
-    "{": r"\{",
-    "}": r"\}",
-    "σ": r"$\sigma$",
-    "λ": r"$\lambda$",
-    "Δ": r"$\Delta$",
-    "±": r"$\pm$",
-    "†": r"$^\dagger$",
-    "–": "--",
-    "×": r"$\times$",
-    "≥": r"$\geq$",
-    "<": r"$<$",
-    ">": r"$>$",
-}
-
-
-def latex_escape(text: str) -> str:
-    return "".join(LATEX_CHARS.get(ch, ch) for ch in str(text))
 
 
 def header(col: TableColumn) -> str:
@@ -49,8 +27,6 @@ def header(col: TableColumn) -> str:
 def cell_text(cell: Cell) -> str:
     if cell.value is None:
         return "" if cell.source == "published" else f"{MISSING}*"
-    if cell.source == "published":  # as printed: 97.47 stays 97.47
-        return f"{cell.value:.1f}" if round(cell.value, 1) == cell.value else f"{cell.value:.2f}"
     text = f"{cell.value:.1f}"
     return f"{text} ± {cell.std:.1f}" if cell.std is not None else text
 
@@ -86,47 +62,6 @@ def to_markdown(table: Table) -> str:
     for note in [*table.notes, *footnotes(table)]:
         lines.append(f"  - {note.strip()}" if note.startswith("  ") else f"- {note}")
     return "\n".join(lines) + "\n"
-
-
-def to_latex(table: Table) -> str:
-    cols = table.columns
-    measured = [c for c in cols if c.kind == "measured"]
-    spec = "l" + "c" * len(cols)
-    label = f"tab:{table.study}-{table.metric}".replace("_", "-")
-    status = " (partial)" if table.partial else ""
-    out = [
-        r"\begin{table}[t]",
-        r"\centering",
-        r"\small",
-        rf"\caption{{{latex_escape(table.title)} (\%) per category, study "
-        rf"\texttt{{{latex_escape(table.study)}}}{status}.}}",
-        rf"\label{{{label}}}",
-        rf"\begin{{tabular}}{{{spec}}}",
-        r"\toprule",
-    ]
-    if len(measured) < len(cols):
-        k, m = len(measured), len(cols)
-        out.append(
-            rf" & \multicolumn{{{k}}}{{c}}{{Measured (this study)}} & "
-            rf"\multicolumn{{{m - k}}}{{c}}{{Published$^\dagger$}} \\"
-        )
-        out.append(rf"\cmidrule(lr){{2-{k + 1}}}\cmidrule(lr){{{k + 2}-{m + 1}}}")
-    out.append("Category & " + " & ".join(latex_escape(header(c)) for c in cols) + r" \\")
-    out.append(r"\midrule")
-    for row in table.rows:
-        if row == AVERAGE:
-            out.append(r"\midrule")
-        best = table.best_in_row(row)
-        texts = []
-        for c in cols:
-            text = latex_escape(cell_text(table.cells[(row, c.key)])).replace("*", r"$^*$")
-            texts.append(rf"\textbf{{{text}}}" if c.key in best else text)
-        out.append(latex_escape(row) + " & " + " & ".join(texts) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip", r"\footnotesize"]
-    notes = [*table.notes, *footnotes(table)]
-    out.append(r" \\ ".join(latex_escape(n).replace("*", r"$^*$", 1) for n in notes))
-    out.append(r"\end{table}")
-    return "\n".join(out) + "\n"
 
 
 def to_csv(table: Table) -> str:

@@ -58,6 +58,7 @@ class Table:
     columns: list[TableColumn]
     cells: dict[tuple[str, str], Cell]
     notes: list[str] = field(default_factory=list)
+    selection: str = ""  # how each column's trial was chosen, one sentence (the LaTeX caption's)
     comparisons: list[Comparison] = field(default_factory=list)
 
     @property
@@ -154,6 +155,7 @@ def build_table(
     if len(cols) > 1:
         table.comparisons = compare(data, table, cols, baseline or cols[0].key)
     table.notes = table_notes(data, table, cols, pub)
+    table.selection = selection_note(data, cols)
     return table
 
 
@@ -206,6 +208,15 @@ def compare(data: StudyData, table: Table, cols: list[Column], baseline: str) ->
     return adjust(out)
 
 
+def selection_note(data: StudyData, cols: list[Column]) -> str:
+    metric, mode = data.objective
+    protocol = data.spec.get("selection")
+    protocol = f" (selection protocol: {protocol})" if protocol else ""
+    if cols[0].assignment:
+        return f"Each column: the best complete trial of its value by {mode} {metric}{protocol}."
+    return f"The best complete trial by {mode} {metric}{protocol}."
+
+
 def table_notes(data: StudyData, table: Table, cols: list[Column], pub: list) -> list[str]:
     metric, mode = data.objective
     ns = {table.cells[(r, c.key)].n for r in table.rows for c in cols} - {0}
@@ -228,7 +239,7 @@ def table_notes(data: StudyData, table: Table, cols: list[Column], pub: list) ->
     if table.partial:
         notes.append(
             f"PARTIAL: {len(table.missing)} measured cells are missing, shown as – "
-            "with the reason in the footnotes; nothing was filled in."
+            "with the reason in the notes; nothing was filled in."
         )
     if table.comparisons:
         notes.append(

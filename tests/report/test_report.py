@@ -38,6 +38,10 @@ def test_tables_figures_and_provenance_are_written(report):
     for metric in ("image_auroc", "pixel_auroc", "pixel_aupro"):
         for ext in ("md", "tex", "csv"):
             assert (out / "tables" / f"{metric}.{ext}").stat().st_size > 200
+        for ext in ("md", "tex"):
+            assert "Wilcoxon" in (out / "tables" / f"{metric}_notes.{ext}").read_text()
+        assert "Wilcoxon" not in (out / "tables" / f"{metric}.tex").read_text()
+    assert r"\usepackage{booktabs}" in (out / "tables" / "preamble.tex").read_text()
     for name in FIGURES:
         png = imread(out / "figures" / f"{name}.png")
         assert png.shape[0] > 200 and png.shape[1] > 300 and png.std() > 0.01, name
@@ -50,6 +54,7 @@ def test_tables_figures_and_provenance_are_written(report):
     readme = (out / "README.md").read_text()
     assert "figures/qualitative.png" in readme and "provenance.csv" in readme
     assert "Best trial: #1" in readme and "4x4" not in readme
+    assert "tables/preamble.tex" in readme and "tables/pixel_aupro_notes.tex" in readme
 
 
 def test_report_is_logged_to_the_study_run(tmp_path, fresh_uri, capsys):
