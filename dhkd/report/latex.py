@@ -223,10 +223,10 @@ def long_notes(table: Table) -> list[str]:
     cols = []
     for col in table.columns:
         if col.trial is not None:
-            cols.append(f"{col.label}: trial #{col.trial.number} (MLflow run {col.trial.run_id})")
+            cols.append(f"  {col.label}: trial #{col.trial.number}, MLflow run {col.trial.run_id}")
         elif col.kind != "published":
-            cols.append(f"{col.label}: no COMPLETE trial")
-    lines = ["Columns: " + "; ".join(cols) + "."] if cols else []
+            cols.append(f"  {col.label}: no COMPLETE trial")
+    lines = ["Columns:", *cols] if cols else []
     lines += table.notes
     lines += [f"Missing cell, {line.removeprefix('* ')}" for line in footnotes(table)]
     sources = {}

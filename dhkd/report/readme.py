@@ -21,10 +21,11 @@ FIGURE_TEXT = {
 }
 
 
-LAYOUT_TEXT = {
-    "twocolumn": "two-column paper (`table*` where a table needs the full width)",
-    "onecolumn": "one-column paper",
-    "compact": "column of a two-column paper (compact: means only, small type)",
+LAYOUT_TEXT = {  # by `dhkd report --latex-layout`
+    "twocolumn": "two-column paper, `table*` where a table needs the full width "
+    "(`--latex-layout twocolumn`)",
+    "onecolumn": "one-column paper (`--latex-layout onecolumn`)",
+    "compact": "column of a two-column paper, means only in small type (`--latex-layout compact`)",
 }
 
 
@@ -111,11 +112,10 @@ def write_readme(data: StudyData, cols: list[Column], result, meta: dict[str, An
         )
         lines.append("")
     lines += [
-        f"LaTeX: the tables are laid out for a {LAYOUT_TEXT[meta['latex_layout']]} "
-        "(`dhkd report --latex-layout`); they need the packages in "
-        "[tables/preamble.tex](tables/preamble.tex) (booktabs, graphicx; `\\input` it in "
-        "your preamble). Each caption holds the short note; the long notes (paired tests, "
-        "missing cells, sources) are in tables/<metric>_notes.tex|.md. "
+        f"LaTeX: the tables are laid out for a {LAYOUT_TEXT[meta['latex_layout']]}; "
+        "they need the packages in [tables/preamble.tex](tables/preamble.tex) (booktabs, "
+        "graphicx; `\\input` it in your preamble). Each caption holds the short note; the long "
+        "notes (paired tests, missing cells, sources) are in `tables/<metric>_notes.tex|.md`. "
         "`python -m dhkd.report.latex_check DIR --out PNGDIR` compiles them in a one- and a "
         "two-column article and renders them to PNG.",
         "",
