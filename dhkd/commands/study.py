@@ -106,18 +106,27 @@ def sync_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dhkd.study.layout import StudyPaths
-    from dhkd.study.runner import DEFAULT_STORAGE
+    from dhkd.study.runner import DEFAULT_STORAGE, read_runtime_artifacts
     from dhkd.study.tracking import Tracker, check_tracking, normalize_uri
 
     paths = StudyPaths(Path(args.storage_path or DEFAULT_STORAGE), args.name)
-    tracker = Tracker.open(paths)
     if args.tracking_uri:
-        tracker = Tracker(paths, normalize_uri(args.tracking_uri), tracker.artifact_location)
+        if not paths.runtime.is_file():
+            Tracker.open(paths)  # raises: no study there
+        uri = normalize_uri(args.tracking_uri)
+        tracker = Tracker(paths, uri, read_runtime_artifacts(paths))
+    else:
+        tracker = Tracker.open(paths)
     check_tracking(tracker.uri)
-    waiting = tracker.pending
-    remaining = tracker.flush()
-    print(f"study {args.name}: sent {waiting - remaining} tracking operations to {tracker.uri}"
-          f", {remaining} still waiting")  # fmt: skip
+    remaining, sent = tracker.flush(), tracker.sent
+    print(f"study {args.name}: sent {sent} tracking operations to {tracker.uri}, "
+          f"{remaining} could not be sent")  # fmt: skip
+    newer = tracker.pending - remaining
+    if newer > 0:
+        print(
+            f"{newer} operations were added meanwhile by the running driver; it sends "
+            "them itself, or run sync again"
+        )
     for text in tracker.rejected:
         print(f"rejected: {text}")
     return 0 if remaining == 0 else 1

@@ -21,6 +21,7 @@ import yaml
 from dhkd.errors import ConfigError, DataError
 from dhkd.study.budget import BudgetStopper, add_used_time, budget_state
 from dhkd.study.layout import StudyPaths, digest, write_json
+from dhkd.study.lock import DriverLock, describe
 from dhkd.study.searcher import open_optuna_study
 from dhkd.study.spec import StudySpec, spec_tree
 from dhkd.study.summary import StudySummary, collect, format_summary, write_summary
@@ -209,6 +210,20 @@ def run_study(spec: StudySpec, opts: RunOptions | None = None) -> StudySummary:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # snapshots close to the truth
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     check_tracking(uri)
+    lock = DriverLock(paths.dir).acquire()
+    try:
+        if lock.took_over and not opts.quiet:
+            print(
+                f"[dhkd] took over the lock of a driver that is gone ({describe(lock.took_over)})"
+            )
+        return _run_locked(spec, opts, paths, uri, start)
+    finally:
+        lock.release()
+
+
+def _run_locked(
+    spec: StudySpec, opts: RunOptions, paths: StudyPaths, uri: str, start: float
+) -> StudySummary:
     resumed = prepare_study_dir(paths, spec)
     data_root = resolve_data(spec, paths)
     open_optuna_study(paths, spec)  # created here, once, before any trial

@@ -9,7 +9,9 @@ One bracket. Rung milestones are grace_period * reduction_factor**k student epoc
 trial's last epoch. A trial's first evaluation at or past a milestone is recorded in that rung;
 if it falls below the (1 - 1/reduction_factor) quantile of the values recorded there before
 it, the trial is stopped (the searcher and tracking then record it PRUNED). The final report
-of a trial (`finished`) is never stopped.
+of a trial (`finished`) is never stopped, unless the trial was stopped before: a trial that
+a restored driver resumes from a checkpoint taken before its stop is stopped again at its
+first result (the saved "stopped" list wins over the snapshot).
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ class PersistentASHA(FIFOScheduler):
         """Record `value` (higher is better after the sign) at `epoch`; CONTINUE or STOP."""
         self._load()
         assert self._recorded is not None and self._stopped is not None
+        if trial_id in self._stopped:  # stopped before a restore resumed it from a checkpoint
+            return TrialScheduler.STOP
         for milestone in reversed(self.rungs):
             rung = self._recorded[str(milestone)]
             if epoch < milestone:
@@ -97,6 +101,8 @@ class PersistentASHA(FIFOScheduler):
         return TrialScheduler.CONTINUE
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if trial.trial_id in self.stopped():
+            return TrialScheduler.STOP
         if result.get(FINISHED) == 1 or OBJECTIVE not in result or EPOCH not in result:
             return TrialScheduler.CONTINUE
         return self.decide(trial.trial_id, int(result[EPOCH]), float(result[OBJECTIVE]))

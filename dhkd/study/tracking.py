@@ -96,12 +96,21 @@ class Tracker:
             "experiment_id": None,
             "runs": {},
         }
-        if self.state.get("tracking_uri") != uri:  # another server: find or create runs there
-            self.state.update(tracking_uri=uri, experiment_id=None, study_run_id=None, runs={})
+        if self.state.get("tracking_uri") != uri:  # another server: its own ids (kept aside
+            self._switch(uri)  # while another server is in use), or find / create runs there
             self.save()  # every Tracker of this study now agrees on its study_uid
         self._down_since: float | None = time.time() if len(self.outbox) else None
         self._last_try = 0.0
         self.rejected: list[str] = []
+        self.sent = 0  # operations the latest flush applied
+
+    def _switch(self, uri: str) -> None:
+        ids = ("tracking_uri", "experiment_id", "experiment_name", "study_run_id", "runs")
+        others = self.state.setdefault("other_servers", {})
+        if self.state.get("tracking_uri"):
+            others[self.state["tracking_uri"]] = {k: self.state.get(k) for k in ids}
+        fresh = {"tracking_uri": uri, "experiment_id": None, "study_run_id": None, "runs": {}}
+        self.state.update(others.pop(uri, fresh))
 
     @classmethod
     def open(cls, paths: StudyPaths) -> Tracker:
@@ -167,12 +176,15 @@ class Tracker:
             self.outbox.append(op)
 
     def flush(self) -> int:
-        """Replay the outbox; returns how many operations are still waiting."""
+        """Replay the outbox; returns how many of the operations it took could not be sent
+        (`sent` counts those that were)."""
         self._last_try = time.time()
+        self.sent = 0
 
         def apply(op: dict[str, Any]) -> bool:
             try:
                 self._apply(op)
+                self.sent += 1
                 return True
             except Exception as exc:
                 if probe(self.client) is None:
@@ -180,7 +192,7 @@ class Tracker:
                     return True
                 return False
 
-        remaining = self.outbox.replay(apply)
+        remaining = self.outbox.replay(apply, begin=self._reload)
         self._down_since = None if remaining == 0 else (self._down_since or time.time())
         return remaining
 
@@ -188,6 +200,12 @@ class Tracker:
         text = f"{op.get('op')} {op.get('number', '')}: {str(exc)[:300]}"
         self.rejected.append(text)
         log.warning("tracking rejected an operation: %s", text)
+
+    def _reload(self) -> None:
+        """Take the state another process (a `dhkd study sync`) saved for this server."""
+        saved = read_json(self.paths.tracking_state, None)
+        if saved and saved.get("tracking_uri") == self.uri:
+            self.state = saved
 
     def save(self) -> None:
         write_json(self.paths.tracking_state, self.state)

@@ -18,6 +18,7 @@ from dhkd.study.outcome import COMPLETE, FAILED, PRUNED, RUN_STATUS, RUNNING
 STUDY_TAGS = ("dhkd.role", "dhkd.study", "dhkd.study_uid")
 MAX_TAG = 5000
 FINAL_STATES = (COMPLETE, PRUNED, FAILED)
+UNKNOWN_STEP = 1 << 30  # a run found in MLflow: every step it gets is checked there first
 
 
 class RunStore(Protocol):
@@ -113,7 +114,8 @@ def _trial_record(tr: RunStore, number: int, trial_id: str | None = None) -> dic
     run = _search(tr, {"mlflow.parentRunId": parent, "optuna_trial_number": str(number)})
     if run is not None:
         state = run.data.tags.get("state")
-        rec = {"run_id": run.info.run_id, "state": state if state in FINAL_STATES else None}
+        rec = {"run_id": run.info.run_id, "state": state if state in FINAL_STATES else None,
+               "step": UNKNOWN_STEP}  # fmt: skip
     else:
         tags = {
             "mlflow.parentRunId": parent,
@@ -144,10 +146,32 @@ def apply_trial_start(tr: RunStore, op: dict[str, Any]) -> None:
 
 
 def apply_metrics(tr: RunStore, op: dict[str, Any]) -> None:
+    """Log one epoch's metrics once: an epoch reported again (a trial resumed from a checkpoint
+    older than its last report, or an operation replayed twice) adds no second point.
+
+    `step` in the trial's record is the highest step whose logging began; it is saved before
+    logging, so a step above it is new, and one at or below it is checked against MLflow."""
     number = int(op["key"].split(":")[1])
     rec = _trial_record(tr, number)
-    if not rec.get("state"):
-        _log(tr, rec["run_id"], metrics=op["metrics"], ts=op["ts"], step=op["step"])
+    if rec.get("state"):
+        return
+    step, metrics = int(op["step"]), dict(op["metrics"])
+    if step <= rec.get("step", -1):
+        metrics = _not_logged(tr, rec["run_id"], metrics, step)
+    else:
+        rec["step"] = step
+        tr.save()
+    if metrics:
+        _log(tr, rec["run_id"], metrics=metrics, ts=op["ts"], step=step)
+
+
+def _not_logged(tr: RunStore, run_id: str, metrics: dict[str, float], step: int):
+    """The metrics that have no point at `step` in MLflow yet."""
+    return {
+        key: value
+        for key, value in metrics.items()
+        if all(m.step != step for m in tr.client.get_metric_history(run_id, key))
+    }
 
 
 def apply_trial_node(tr: RunStore, op: dict[str, Any]) -> None:

@@ -59,3 +59,19 @@ def test_final_report_is_never_stopped(tmp_path):
 
     assert asha.on_trial_result(None, T(), {"epoch": 4, "objective": 0.1, "finished": 1}) == GO
     assert asha.on_trial_result(None, T(), {"epoch": 4, "objective": 0.1}) == STOP
+
+
+def test_a_stopped_trial_resumed_from_an_older_snapshot_stays_stopped(tmp_path):
+    asha = _asha(tmp_path)
+    asha.decide("a", 2, 0.9)
+    assert asha.decide("b", 2, 0.1) == STOP
+    restored = pickle.loads(pickle.dumps(_asha(tmp_path)))  # a new driver, after Tuner.restore
+
+    class T:
+        trial_id = "b"
+
+    # the checkpoint Tune restored is from epoch 1: "b" reports epoch 1, then 2, and so on
+    assert restored.on_trial_result(None, T(), {"epoch": 1, "objective": 0.99}) == STOP
+    assert (
+        restored.on_trial_result(None, T(), {"epoch": 4, "objective": 0.99, "finished": 1}) == STOP
+    )
