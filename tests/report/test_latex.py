@@ -100,8 +100,10 @@ def test_long_notes_go_beside_the_table():
     assert "mean $\\pm$ std over 3 seeds" in caption and "best complete trial" in caption
     assert "sub-item" not in tex and "DRAEM paper" not in tex  # long notes stay out
     notes = notes_latex(table)
-    assert notes.count(r"\begin{itemize}") == 3  # the list, the sub-item, the sources
-    assert r"\item the sub-item, indented." in notes
+    assert notes.count(r"\begin{itemize}") == 4  # the list; columns, sub-item, sources
+    assert (
+        r"\item the sub-item, indented." in notes and r"\item kNN: trial \#4, MLflow run" in notes
+    )
     assert "DRAEM paper, Table 2" in notes and "metric missing from run run0000" in notes
     assert (
         r"\ref{tab:noise-level-pixel-auroc}" in notes
