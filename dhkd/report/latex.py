@@ -62,6 +62,7 @@ SPECIALS = {
     "≤": r"$\leq$",
 }
 GROUPS = {"measured": "This study", "reference": "Reference", "published": r"Published$^\dagger$"}
+COMPACT_GROUPS = {**GROUPS, "reference": "Ref.", "published": r"Publ.$^\dagger$"}
 
 # Width estimate (pt) of \small cmr text, to choose `table` or `table*`: a table up to
 # ONE_COLUMN_PT wide reads well in one column of a two-column paper (scaled to 0.8 or more in
@@ -171,11 +172,14 @@ def caption(table: Table, layout: str) -> str:
         seeds_note(table, layout),
         latex_escape(table.selection),
     ]
-    if any(c.kind == "published" for c in table.columns):
+    published = [c.key for c in table.columns if c.kind == "published"]
+    if published:
         out.append(r"$^\dagger$Published (MVTec AD, each paper's settings), not measured here")
         mvtec = set(load_published()["categories"])
         if not set(table.rows) - {AVERAGE} <= mvtec:
             out[-1] += "; their Average is over MVTec AD's categories"
+        if any(table.cells[(r, k)].value is None for r in table.rows for k in published):
+            out[-1] += "; blank: not published"
         out[-1] += "."
     if table.partial:
         out.append(r"--$^*$: no value in MLflow (reasons in the notes).")
@@ -189,7 +193,8 @@ def tabular(table: Table, layout: str) -> list[str]:
     if len(runs) > 1:
         spans, rules, start = [], [], 2
         for kind, count in runs:
-            spans.append(rf"\multicolumn{{{count}}}{{c}}{{{GROUPS.get(kind, kind.title())}}}")
+            title = (COMPACT_GROUPS if layout == "compact" else GROUPS).get(kind, kind.title())
+            spans.append(rf"\multicolumn{{{count}}}{{c}}{{{title}}}")
             rules.append(rf"\cmidrule(lr){{{start}-{start + count - 1}}}")
             start += count
         out += [" & " + " & ".join(spans) + r" \\", "".join(rules)]

@@ -98,6 +98,7 @@ def test_long_notes_go_beside_the_table():
     tex = to_latex(table)
     caption = tex[tex.index(r"\caption") : tex.index(r"\label")]
     assert "mean $\\pm$ std over 3 seeds" in caption and "best complete trial" in caption
+    assert "blank: not published" in caption  # DHKD's and BiKD's per-category cells
     assert "sub-item" not in tex and "DRAEM paper" not in tex  # long notes stay out
     notes = notes_latex(table)
     assert notes.count(r"\begin{itemize}") == 4  # the list; columns, sub-item, sources
