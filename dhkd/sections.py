@@ -64,6 +64,17 @@ class OptimConfig(Section):
     amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
 
 
+class ThresholdConfig(Section):
+    """How the good/defective threshold stored with the weights is chosen (dhkd/threshold.py)."""
+
+    mode: Literal["f1_max", "fpr"] = Field(
+        "f1_max", description="f1_max: best F1 on the validation images; fpr: target_fpr"
+    )
+    target_fpr: float = Field(
+        0.05, gt=0, lt=1, description="mode fpr: largest share of good images called defective"
+    )
+
+
 class TrainConfig(Section):
     """The shared sections; a method's config subclasses it and adds its own sections."""
 
@@ -73,6 +84,7 @@ class TrainConfig(Section):
     backbone: BackboneConfig = BackboneConfig()
     score: ScoreConfig = ScoreConfig()
     optim: OptimConfig = OptimConfig()
+    threshold: ThresholdConfig = ThresholdConfig()
 
     def to_flat_dict(self) -> dict[str, Any]:
         """Dotted keys -> values, e.g. {"optim.lr": 0.001}; for tracking params."""

@@ -7,6 +7,7 @@ single-category entry point of `dhkd train`.
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import resource
@@ -22,12 +23,17 @@ from tqdm.auto import tqdm
 from dhkd.config import TrainConfig, dump_config
 from dhkd.errors import DataError
 from dhkd.features import CachedSplit, FeatureCache, default_feature_cache
+from dhkd.fingerprint import run_fingerprint
 from dhkd.methods.info import Stage
 from dhkd.methods.registry import get_method, make_unit
 from dhkd.metrics import evaluate_maps
+from dhkd.threshold import choose_threshold
 from dhkd.viz import save_map_grid
+from dhkd.weights import WEIGHTS_FILE, save_weights, weights_dict
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
+THRESHOLD_SOURCE = "test"  # the images the stored threshold is chosen on
+FINGERPRINT_FILE = "fingerprint.json"
 
 
 class EpochReport(NamedTuple):
@@ -89,7 +95,7 @@ def _evaluate(units, maps_out: dict) -> list[dict]:
         start = time.perf_counter()
         scores, maps = unit.predict()
         values = evaluate_maps(maps, unit.test.masks, image_scores=scores)
-        maps_out[unit.name] = maps
+        maps_out[unit.name] = (scores, maps)
         rows.append(
             {
                 "category": unit.category,
@@ -146,6 +152,7 @@ def fit_units(
         raise DataError("no (category, seed) units to train")
     seed_everything(cfg.seed)
     device = resolve_device(cfg.optim.device)
+    fingerprint = run_fingerprint(data_root, units, device)
     cache = feature_cache or default_feature_cache()
     start = time.perf_counter()
     splits = {}
@@ -166,7 +173,7 @@ def fit_units(
     def state() -> dict:
         return {"epoch": trainers[0].epoch, "units": [u.state_dict() for u in trainers]}
 
-    maps: dict[str, np.ndarray] = {}
+    maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     rows: list[dict] = []
 
     def on_epoch(epoch: int, loss: float) -> dict[str, float]:
@@ -182,41 +189,86 @@ def fit_units(
     _run_stage(trainers, range(first_epoch, last.epochs + 1), last.name, progress, on_epoch)
     if not rows:  # resumed after the last epoch: evaluate what was restored
         rows = _evaluate(trainers, maps)
+    _add_thresholds(cfg, trainers, rows, maps)
+    summary = _summarise(rows)
+    summary.update(_summarise_f1(rows))
     result = {
-        "metrics": _summarise(rows),
+        "metrics": summary,
         "units": rows,
         "train_seconds": sum(u.train_seconds for u in trainers),
         "eval_seconds": sum(r["eval_seconds"] for r in rows),
         "feature_seconds": feature_seconds,
         "epochs": last.epochs,
         **peak_memory_mb(device),
+        "fingerprint": fingerprint,
     }
     if out_dir is not None:
         write_outputs(Path(out_dir), cfg, result, trainers, maps)
     return result
 
 
+def _add_thresholds(cfg: TrainConfig, trainers, rows: list[dict], maps: dict) -> None:
+    """Per unit: the threshold of cfg.threshold on its selection images, the F1 there."""
+    for unit, row in zip(trainers, rows, strict=True):
+        scores, unit_maps = maps[unit.name]
+        chosen = choose_threshold(scores, unit.test.labels, cfg.threshold, THRESHOLD_SOURCE)
+        row["threshold"] = chosen.to_dict()
+        row["image_f1"] = chosen.f1
+        row["map_range"] = [float(unit_maps.min()), float(unit_maps.max())]
+
+
+def _summarise_f1(rows: list[dict]) -> dict[str, float]:
+    """Mean F1 at the stored thresholds, overall and per category."""
+    out = {"image_f1": float(np.mean([r["image_f1"] for r in rows]))}
+    for cat in dict.fromkeys(r["category"] for r in rows):
+        out[f"{cat}/image_f1"] = float(
+            np.mean([r["image_f1"] for r in rows if r["category"] == cat])
+        )
+    return out
+
+
+def write_scores(path: Path, split: CachedSplit, scores: np.ndarray) -> None:
+    """The image scores behind the metrics: path, label (1 = defective), score."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "score"])
+        writer.writerows(
+            [p, int(label), repr(float(s))]
+            for p, label, s in zip(split.paths, split.labels, scores, strict=True)
+        )
+
+
 def write_outputs(out: Path, cfg: TrainConfig, result: dict, trainers, maps: dict) -> None:
-    """metrics.json, config.yaml, checkpoint.pt (weights + resolved config), map grids."""
+    """metrics.json, config.yaml, fingerprint.json, checkpoint.pt (dhkd/weights.py), the image
+    scores (scores_<category>_s<seed>.csv), map grids."""
     out.mkdir(parents=True, exist_ok=True)
-    flat = {**result["metrics"], **{k: v for k, v in result.items() if k not in ("metrics",)}}
+    skip = ("metrics", "fingerprint")
+    flat = {**result["metrics"], **{k: v for k, v in result.items() if k not in skip}}
     (out / "metrics.json").write_text(json.dumps(flat, indent=2))
+    (out / FINGERPRINT_FILE).write_text(json.dumps(result["fingerprint"], indent=2))
     dump_config(cfg, out / "config.yaml")
-    torch.save(
+    units = [
         {
-            "config": cfg.model_dump(mode="json"),
-            "units": [
-                {"category": u.category, "seed": u.seed, "model": u.model.state_dict()}
-                for u in trainers
-            ],
-        },
-        out / "checkpoint.pt",
+            "category": u.category,
+            "seed": u.seed,
+            "model": u.model.state_dict(),
+            "shapes": [list(s) for s in u.train.shapes],
+            "threshold": row["threshold"],
+            "map_range": row["map_range"],
+        }
+        for u, row in zip(trainers, result["units"], strict=True)
+    ]
+    save_weights(
+        weights_dict(cfg.model_dump(mode="json"), result["fingerprint"], units), out / WEIGHTS_FILE
     )
     for unit in trainers:
+        write_scores(
+            out / f"scores_{unit.category}_s{unit.seed}.csv", unit.test, maps[unit.name][0]
+        )
         save_map_grid(
             unit.test.images,
             unit.test.masks,
-            maps[unit.name],
+            maps[unit.name][1],
             unit.test.labels,
             out / f"maps_{unit.category}_s{unit.seed}.png",
             title=f"{cfg.method.upper()} - {unit.category} (seed {unit.seed})",

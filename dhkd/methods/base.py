@@ -12,6 +12,12 @@ epochs and reported per epoch. A unit subclass implements
   anomalous); `predict` fuses, smooths and pools them with the shared score settings;
 - `state_dict()` / `load_state_dict(state)`: training state that torch.load(weights_only=True)
   can read (tensors, numbers, strings), for resuming.
+
+Inference on new images (dhkd/inference.py) builds a unit with `for_inference`, restores the
+trained model with `load_weights` and scores a split with `predict_split`; its `level_maps`
+must read the test rows from `self.test` only. The ONNX export (dhkd/export.py) traces
+`maps_from(images, feats)`, which by default calls `self.model(feats)`; a method whose model
+needs more overrides it.
 """
 
 from __future__ import annotations
@@ -94,6 +100,31 @@ class MethodUnit(ABC):
     def load_state_dict(self, state: dict) -> None:
         """Restore what state_dict returned."""
 
+    @classmethod
+    def for_inference(
+        cls,
+        cfg: TrainConfig,
+        category: str,
+        seed: int,
+        shapes: list[tuple[int, int, int]],
+        model_state: dict,
+        device: torch.device,
+    ) -> MethodUnit:
+        """A unit holding trained weights, without training data (placeholder splits)."""
+        placeholder = _placeholder_split(shapes, cfg.data.image_size)
+        unit = cls(cfg, category, seed, placeholder, placeholder, device)
+        unit.load_weights(model_state)
+        unit.model.eval()
+        return unit
+
+    def load_weights(self, model_state: dict) -> None:
+        """Restore the model's state dict (kept weights, not a training state)."""
+        self.model.load_state_dict(model_state)
+
+    def maps_from(self, images: torch.Tensor, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per-level maps of images (B, 3, S, S) in [0, 1] with their float backbone features."""
+        return self.model(feats)
+
     def stage_done(self, stage: str) -> bool:
         return stage in self.done_stages
 
@@ -123,6 +154,14 @@ class MethodUnit(ABC):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
 
+    def predict_split(self, split: CachedSplit, batch_size: int = 32) -> tuple[np.ndarray, ...]:
+        """`predict` on another split (new images) instead of the test split."""
+        saved, self.test = self.test, split
+        try:
+            return self.predict(batch_size)
+        finally:
+            self.test = saved
+
     @torch.no_grad()
     def predict(self, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """Test split -> image scores (N,) and anomaly maps (N, S, S), float32 numpy."""
@@ -136,3 +175,14 @@ class MethodUnit(ABC):
             scores.append(out.pred_score.float().cpu())
             maps.append(out.anomaly_map.float().cpu())
         return torch.cat(scores).numpy(), torch.cat(maps).numpy()
+
+
+def _placeholder_split(shapes: list[tuple[int, int, int]], size: int) -> CachedSplit:
+    """Two all-zero rows: enough to construct a unit whose weights are then loaded."""
+    return CachedSplit(
+        features=[torch.zeros(2, *shape, dtype=torch.float16) for shape in shapes],
+        images=np.zeros((2, size, size, 3), dtype=np.uint8),
+        labels=np.zeros(2, dtype=np.int64),
+        masks=np.zeros((2, size, size), dtype=np.uint8),
+        paths=("", ""),
+    )

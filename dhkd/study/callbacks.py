@@ -7,6 +7,7 @@ reconnects them.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from ray.tune import Callback
 from dhkd.study.budget import budget_state
 from dhkd.study.layout import StudyPaths, read_json
 from dhkd.study.outcome import (
+    COMPLETE,
     EPOCH,
     FAILED,
     OBJECTIVE,
@@ -60,6 +62,26 @@ def artifacts_of(trial) -> str | None:
     return str(folder) if folder.is_dir() else None
 
 
+def provenance_of(folder: str | None, state: str, keep: str) -> dict[str, Any]:
+    """end_trial arguments from a finished trial's artifacts: fingerprint tags, dataset inputs,
+    and the weights left out unless keep_weights keeps them for this state."""
+    from dhkd.fingerprint import dataset_inputs, fingerprint_tags
+    from dhkd.weights import WEIGHTS_FILE
+
+    out: dict[str, Any] = {"tags": {}, "inputs": [], "exclude": []}
+    if folder is None:
+        return out
+    kept = keep == "all" or (keep == "complete" and state == COMPLETE)
+    if not kept:
+        out["exclude"] = [WEIGHTS_FILE]
+    fp_file = Path(folder) / "fingerprint.json"
+    if fp_file.is_file():
+        fp = json.loads(fp_file.read_text())
+        out["tags"] = fingerprint_tags(fp)
+        out["inputs"] = dataset_inputs(fp)
+    return out
+
+
 def stop_reason(paths: StudyPaths, trial) -> str:
     stopped = (read_json(paths.scheduler_state, {}) or {}).get("stopped", {})
     return f"asha at epoch {stopped[trial.trial_id]}" if trial.trial_id in stopped else "stopped"
@@ -102,12 +124,16 @@ class TrackingCallback(Callback):
         state = trial_outcome(trial.last_result, error=False)
         tags = {"stop_reason": stop_reason(self.paths, trial)} if state == PRUNED else {}
         error = "the trial finished but its objective is not a finite number"
+        folder = artifacts_of(trial)
+        extra = provenance_of(folder, state, self.spec.weights_kept)
         self._tracker().end_trial(
             trial.config[TRIAL_NUMBER],
             state,
-            artifacts=artifacts_of(trial),
+            artifacts=folder,
             error=error if state == FAILED else None,
-            tags=tags,
+            tags={**extra["tags"], **tags},
+            exclude=extra["exclude"],
+            inputs=extra["inputs"],
         )
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:

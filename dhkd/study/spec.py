@@ -20,6 +20,7 @@ Example (see studies/quickstart.yaml for a complete one):
     resources: {cpu: 1, gpu: 0.5}
     budget: {time_s: 36000, max_concurrent: 2}
     retries: 1
+    keep_weights: complete       # trial weights kept in MLflow: complete | all | none
 
 The search space is `scientific` and `nuisance` together. Relative `data.root` paths resolve
 against the parent of the spec file's directory (the repository root for studies/*.yaml).
@@ -162,7 +163,16 @@ class StudySpec(_Strict):
     resources: ResourcesSpec = ResourcesSpec()
     budget: BudgetSpec = BudgetSpec()
     retries: int = Field(0, ge=0, le=20, description="re-runs of a failing trial")
+    keep_weights: Literal["complete", "all", "none"] | None = Field(
+        None,
+        description="trial weights kept as MLflow artifacts: complete (default: COMPLETE "
+        "trials), all (also trials that ended FAILED after training), none",
+    )
     base_dir: str = Field(".", description="where relative data paths resolve (set by load_spec)")
+
+    @property
+    def weights_kept(self) -> str:
+        return self.keep_weights or "complete"
 
     @field_validator("method")
     @classmethod

@@ -141,10 +141,14 @@ class Tracker:
         artifacts: str | None = None,
         error: str | None = None,
         tags: dict[str, str] | None = None,
+        exclude: list[str] | None = None,
+        inputs: list[dict[str, Any]] | None = None,
     ) -> None:
-        """state None: interrupted (KILLED, resumable); else the final state (first one wins)."""
+        """state None: interrupted (KILLED, resumable); else the final state (first one wins).
+        exclude: artifact file names not to log; inputs: dataset inputs (fingerprint.py)."""
         self.submit({"op": "trial_end", "number": number, "state": state,
-                     "artifacts": artifacts, "error": error, "tags": tags or {}})  # fmt: skip
+                     "artifacts": artifacts, "error": error, "tags": tags or {},
+                     "exclude": exclude or [], "inputs": inputs or []})  # fmt: skip
 
     def end_study(self, status: str, metrics: dict[str, float], artifacts: str | None) -> None:
         self.submit({"op": "study_end", "status": status, "metrics": metrics,

@@ -10,7 +10,9 @@ a `RunStore` (the client, the persisted state and where artifacts go), which Tra
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from dhkd.study.outcome import COMPLETE, FAILED, PRUNED, RUN_STATUS, RUNNING
@@ -19,6 +21,7 @@ STUDY_TAGS = ("dhkd.role", "dhkd.study", "dhkd.study_uid")
 MAX_TAG = 5000
 FINAL_STATES = (COMPLETE, PRUNED, FAILED)
 UNKNOWN_STEP = 1 << 30  # a run found in MLflow: every step it gets is checked there first
+log = logging.getLogger(__name__)
 
 
 class RunStore(Protocol):
@@ -200,7 +203,9 @@ def apply_trial_end(tr: RunStore, op: dict[str, Any]) -> None:
         tr.client.set_terminated(run_id, status="KILLED")
         return
     if op.get("artifacts"):
-        tr.client.log_artifacts(run_id, op["artifacts"])
+        _log_artifacts(tr, run_id, Path(op["artifacts"]), set(op.get("exclude") or ()))
+    if op.get("inputs"):
+        _log_inputs(tr, run_id, op["inputs"])
     if op.get("error"):
         tr.client.log_text(run_id, op["error"], "error.txt")
         tags["error"] = _error_summary(op["error"])
@@ -208,6 +213,30 @@ def apply_trial_end(tr: RunStore, op: dict[str, Any]) -> None:
     tr.client.set_terminated(run_id, status=RUN_STATUS[state])
     rec["state"] = state
     tr.save()
+
+
+def _log_artifacts(tr: RunStore, run_id: str, folder: Path, exclude: set[str]) -> None:
+    """The files of `folder` (top level) but those named in `exclude`."""
+    if not exclude:
+        tr.client.log_artifacts(run_id, str(folder))
+        return
+    for path in sorted(folder.iterdir()):
+        if path.name in exclude:
+            continue
+        if path.is_dir():
+            tr.client.log_artifacts(run_id, str(path), artifact_path=path.name)
+        else:
+            tr.client.log_artifact(run_id, str(path))
+
+
+def _log_inputs(tr: RunStore, run_id: str, inputs: list[dict[str, Any]]) -> None:
+    """Dataset inputs of a run; a store that refuses them costs a warning, not the trial."""
+    from dhkd.fingerprint import mlflow_datasets
+
+    try:
+        tr.client.log_inputs(run_id, datasets=mlflow_datasets(inputs))
+    except Exception as exc:
+        log.warning("dataset inputs of run %s not logged: %s", run_id, str(exc)[:300])
 
 
 def _error_summary(text: str) -> str:

@@ -8,7 +8,8 @@ Per student epoch it reports {"epoch", "loss", [metrics...], ["objective"]} with
 holding the torch.save'd training state, so ASHA can stop it and an interrupted or retried
 trial continues from its last epoch. After fit_units returns it reports the final metrics with
 `finished: 1` and a checkpoint that also holds the artifacts (metrics.json, config.yaml,
-anomaly-map grids) the driver logs to MLflow. Every report also names the Ray node the attempt
+fingerprint.json, the weights checkpoint.pt, anomaly-map grids) the driver logs to MLflow
+(the weights as the spec's keep_weights says). Every report also names the Ray node the attempt
 runs on (`node_id`), so the driver can record where each trial ran, and where a retry went.
 """
 
@@ -156,5 +157,4 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         final_metrics[COMPUTE_S] = time.perf_counter() - start
         final_metrics[NODE_ID] = node
         final_metrics[FINISHED] = 1
-        (Path(out) / "checkpoint.pt").unlink(missing_ok=True)  # the state is saved beside
         _report(final_metrics, None, extra=Path(out))

@@ -64,7 +64,6 @@ class BiKDUnit(MethodUnit):
             self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
         )
         self.train_images = images_tensor(train.images)
-        self.test_images = images_tensor(test.images)
         b = cfg.bikd
         self.augments = b.augment and b.augment_prob > 0 and b.active_backward_weight > 0
         self.backbone = frozen_backbone(cfg, device) if self.augments else None
@@ -123,7 +122,11 @@ class BiKDUnit(MethodUnit):
         return float(np.mean(losses))
 
     def level_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
-        return self.model(self._images(self.test_images, idx), self._features(self.test, idx))
+        images = images_tensor(self.test.images[idx.numpy()])
+        return self.model(images.to(self.device).float() / 255.0, self._features(self.test, idx))
+
+    def maps_from(self, images: torch.Tensor, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        return self.model(images, feats)
 
     def state_dict(self) -> dict:
         return {

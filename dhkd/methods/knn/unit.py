@@ -54,6 +54,10 @@ class KnnUnit(MethodUnit):
     def level_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
         return self.model(self._features(self.test, idx))
 
+    def load_weights(self, model_state: dict) -> None:
+        self.model.set_bank(model_state["bank"])
+        self.model.load_state_dict(model_state)
+
     def state_dict(self) -> dict:
         return {
             "method": "knn",
@@ -70,7 +74,6 @@ class KnnUnit(MethodUnit):
         bank = state["model"].get("bank")
         if bank is None:
             raise TrainingError(f"knn checkpoint of {self.name} holds no memory bank")
-        self.model.set_bank(bank)
-        self.model.load_state_dict(state["model"])
+        self.load_weights(state["model"])
         self.generator.set_state(state["generator"])
         self.epoch, self.train_seconds = state["epoch"], state["train_seconds"]

@@ -1,0 +1,80 @@
+"""The checkpoint format of trained weights (checkpoint.pt of `dhkd train`, and of every
+COMPLETE study trial as an MLflow artifact), readable with torch.load(weights_only=True).
+
+    {"format": "dhkd-weights", "version": 1,
+     "config": resolved run config (JSON),
+     "fingerprint": dhkd.fingerprint.run_fingerprint of the run,
+     "units": [{"category", "seed", "model": the model's state dict,
+                "shapes": [[C, H, W] per backbone level],
+                "threshold": dhkd.threshold.Threshold as a dict,
+                "map_range": [low, high] of the anomaly maps on the selection images}]}
+
+The model's feature-normalisation statistics are buffers of its state dict. `load_weights`
+checks the format and version and says what to do with anything else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dhkd.errors import DataError
+
+FORMAT = "dhkd-weights"
+VERSION = 1
+WEIGHTS_FILE = "checkpoint.pt"
+
+
+def weights_dict(
+    config: dict[str, Any], fingerprint: dict[str, Any], units: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {"format": FORMAT, "version": VERSION, "config": config,
+            "fingerprint": fingerprint, "units": units}  # fmt: skip
+
+
+def save_weights(data: dict[str, Any], path: str | Path) -> None:
+    import torch
+
+    torch.save(data, path)
+
+
+def load_weights(path: str | Path) -> dict[str, Any]:
+    """A checkpoint in this format; DataError naming the problem otherwise."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"checkpoint {path} does not exist; pass the checkpoint.pt of a run")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(
+            f"{path} is not a readable dhkd checkpoint ({str(exc).splitlines()[0][:200]}); "
+            "pass the checkpoint.pt written by `dhkd train` or kept by a study trial"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise DataError(
+            f"{path} is not in the dhkd weights format (no format: {FORMAT}); it may be a "
+            "training-state snapshot or from an older dhkd: retrain with `dhkd train`"
+        )
+    if data.get("version") != VERSION:
+        raise DataError(
+            f"{path} has weights format version {data.get('version')}; this dhkd reads "
+            f"version {VERSION}: use the dhkd version that wrote it"
+        )
+    return data
+
+
+def select_unit(data: dict[str, Any], category: str | None, seed: int | None) -> dict[str, Any]:
+    """The unit of (category, seed) in a checkpoint; either may be left out when unambiguous
+    (the first seed of the category is taken when seed is None)."""
+    units = data["units"]
+    have = ", ".join(f"{u['category']}/seed{u['seed']}" for u in units)
+    chosen = [u for u in units if category is None or u["category"] == category]
+    if category is None and len({u["category"] for u in units}) > 1:
+        raise DataError(f"the checkpoint holds several categories ({have}); pass --category")
+    if seed is not None:
+        chosen = [u for u in chosen if int(u["seed"]) == seed]
+    if not chosen:
+        raise DataError(f"the checkpoint holds no unit {category}/seed{seed}; it holds {have}")
+    return chosen[0]

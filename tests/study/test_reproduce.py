@@ -1,0 +1,110 @@
+"""Fingerprints and `dhkd reproduce`: a train folder and a smoke-study trial reproduce exactly on
+the CPU; an edited training image is named as changed data; trials keep weights as the spec says."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dhkd.cli import main
+from dhkd.fingerprint import compare, run_fingerprint
+from dhkd.study.callbacks import provenance_of
+from dhkd.study.provenance import TOLERANCE
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def data(synthetic_root, tmp_path) -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root / "widget", root / "widget")
+    return root
+
+
+def _train(data: Path, out: Path) -> None:
+    args = ["train", "--data", str(data), "--category", "widget", "--preset", "tiny"]
+    assert main([*args, "--set", "optim.epochs=2", "--out", str(out), "--quiet"]) == 0
+
+
+def test_a_train_folder_reproduces_exactly_until_a_training_image_changes(data, tmp_path, capsys):
+    _train(data, tmp_path / "run")
+    fp = json.loads((tmp_path / "run" / "fingerprint.json").read_text())
+    assert fp["units"] == [["widget", 0]] and fp["data"]["root"] == str(data.resolve())
+    assert set(fp["versions"]) == {"torch", "ray", "optuna", "mlflow", "FrEIA", "dhkd"}
+    capsys.readouterr()
+    assert main(["reproduce", str(tmp_path / "run"), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "reproduced: every metric within 1e-06" in text and "widget/pixel_aupro" in text
+    assert "data changed" not in text
+
+    image = data / "widget" / "train" / "good" / "003.png"
+    pixels = cv2.imread(str(image))
+    noise = np.random.default_rng(0).integers(0, 255, pixels.shape, dtype=np.uint8)
+    cv2.imwrite(str(image), noise)
+    main(["reproduce", str(tmp_path / "run"), "--quiet"])
+    text = capsys.readouterr().out
+    assert "data changed: category widget" in text
+
+
+def test_compare_names_each_part_that_differs(data):
+    fp = run_fingerprint(data, [("widget", 0)], "cpu")
+    assert [line for line in compare(fp, fp) if not line.startswith("code changed")] == []
+    other = json.loads(json.dumps(fp))
+    other["code"] = {"commit": "0" * 40, "dirty": False}
+    other["device"] = "cuda:NVIDIA H200"
+    other["versions"]["torch"] = "9.9"
+    lines = compare(fp, other)
+    assert any(line.startswith("code changed: commit") for line in lines)
+    assert "device changed: cpu:" in "\n".join(lines)
+    assert any("torch" in line and line.startswith("versions changed") for line in lines)
+
+
+def test_trial_provenance_keeps_weights_as_the_spec_says(data, tmp_path):
+    folder = tmp_path / "artifacts"
+    folder.mkdir()
+    fp = run_fingerprint(data, [("widget", 0)], "cpu")
+    (folder / "fingerprint.json").write_text(json.dumps(fp))
+    complete = provenance_of(str(folder), "COMPLETE", "complete")
+    assert complete["exclude"] == [] and complete["tags"]["dhkd.fp.data"] == fp["data"]["digest"]
+    assert complete["inputs"][0]["name"] == "widget"
+    assert provenance_of(str(folder), "FAILED", "complete")["exclude"] == ["checkpoint.pt"]
+    assert provenance_of(str(folder), "FAILED", "all")["exclude"] == []
+    assert provenance_of(str(folder), "COMPLETE", "none")["exclude"] == ["checkpoint.pt"]
+
+
+@pytest.mark.slow
+def test_a_smoke_study_trial_reproduces_exactly(tmp_path, mlflow_template):
+    from mlflow.tracking import MlflowClient
+
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = [sys.executable, "-m", "dhkd", "study", "run", str(REPO / "studies/quickstart.yaml"),
+           "--smoke-test", "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"),
+           "--name", "qs", "--quiet"]  # fmt: skip
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("qs")
+    runs = client.search_runs([exp.experiment_id], "tags.state = 'COMPLETE'")
+    assert runs
+    run = runs[0]
+    assert "checkpoint.pt" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert run.data.tags["dhkd.fp.device"].startswith("cpu:")
+    assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"stripes", "widget"}
+    done = subprocess.run(
+        [sys.executable, "-m", "dhkd", "reproduce", run.info.run_id, "--tracking-uri", uri,
+         "--quiet"], capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [ln.split() for ln in done.stdout.splitlines() if "/" in ln.split(" ")[0]]
+    assert len(rows) >= 6  # three metrics of each category
+    assert all(abs(float(r[1]) - float(r[2])) <= TOLERANCE for r in rows)

@@ -1,0 +1,107 @@
+"""`dhkd predict` with the weights `dhkd train` keeps: same scores as training, decisions at the
+stored threshold, any image size and colour, a corrupt file reported while the rest goes on."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from dhkd.cli import main
+from dhkd.errors import DataError
+from dhkd.metrics import image_auroc
+from dhkd.threshold import rates
+from dhkd.weights import FORMAT, load_weights
+
+
+@pytest.fixture(scope="module", params=["dhkd", "bikd", "knn"])
+def trained(request, synthetic_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp(f"train-{request.param}")
+    args = ["train", "--data", str(synthetic_root), "--category", "widget", "--preset", "tiny"]
+    args += ["--method", request.param, "--out", str(out), "--quiet"]
+    if request.param == "knn":
+        args += ["--set", "knn.coreset_min=64"]
+    assert main(args) == 0
+    return out
+
+
+def _rows(folder):
+    with open(folder / "predictions.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_checkpoint_format_loads_with_weights_only(trained):
+    data = torch.load(trained / "checkpoint.pt", weights_only=True)
+    assert data["format"] == FORMAT and data["version"] == 1
+    unit = data["units"][0]
+    assert unit["threshold"]["source"] == "test" and unit["threshold"]["mode"] == "f1_max"
+    assert len(unit["shapes"]) == len(data["config"]["backbone"]["levels"])
+    assert data["fingerprint"]["data"]["categories"]["widget"]["files"] > 0
+
+
+def test_predict_on_the_test_folder_gives_the_numbers_of_metrics_json(
+    trained, synthetic_root, tmp_path
+):
+    out = tmp_path / "pred"
+    test = synthetic_root / "widget" / "test"
+    assert main(["predict", "--checkpoint", str(trained / "checkpoint.pt"), str(test),
+                 "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    rows = _rows(out)
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert len(rows) == sum(1 for _ in test.rglob("*.png"))
+    labels = np.array([0 if r["name"].startswith("good/") else 1 for r in rows])
+    scores = np.array([float(r["score"]) for r in rows])
+    assert image_auroc(scores, labels) == metrics["image_auroc"]
+    threshold = metrics["units"][0]["threshold"]["value"]
+    assert {float(r["threshold"]) for r in rows} == {threshold}
+    decided = np.array([r["decision"] == "defective" for r in rows], dtype=int)
+    assert decided.tolist() == (scores >= threshold).astype(int).tolist()
+    assert rates(scores, labels, threshold)["f1"] == pytest.approx(metrics["image_f1"], abs=1e-12)
+    first = rows[0]
+    amap = np.load(out / first["map"])
+    assert amap.shape == (64, 64) and amap.dtype == np.float32
+    assert float(amap.max()) == pytest.approx(float(first["score"]), rel=1e-6)  # max pooling
+    assert cv2.imread(str(out / first["overlay"])).shape[:2] == (64, 64)
+    summary = json.loads((out / "predictions.json").read_text())
+    assert summary["images"] == len(rows) and summary["errors"] == 0
+
+
+def test_any_size_format_and_a_corrupt_file(trained, synthetic_root, tmp_path):
+    folder = tmp_path / "line"
+    shutil.copytree(synthetic_root / "widget" / "test" / "good", folder)
+    image = cv2.imread(str(folder / "000.png"))
+    gray = cv2.cvtColor(cv2.resize(image, (150, 90)), cv2.COLOR_BGR2GRAY)
+    cv2.imwrite(str(folder / "gray_wide.bmp"), gray)
+    cv2.imwrite(str(folder / "big.jpg"), cv2.resize(image, (300, 300)))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really an image")
+    out = tmp_path / "pred"
+    code = main(["predict", "--checkpoint", str(trained / "checkpoint.pt"), str(folder),
+                 "--out", str(out), "--quiet"])  # fmt: skip
+    assert code == 1  # some file could not be read
+    rows = {r["name"]: r for r in _rows(out)}
+    assert rows["broken"]["status"] == "error" and "broken.png" in rows["broken"]["error"]
+    ok = [r for r in rows.values() if r["status"] == "ok"]
+    assert len(ok) == len(rows) - 1 and {"gray_wide", "big", "000"} <= {r["name"] for r in ok}
+    assert cv2.imread(str(out / rows["gray_wide"]["overlay"])).shape[:2] == (90, 150)
+    assert all(r["decision"] in ("good", "defective") for r in ok)
+    summary = json.loads((out / "predictions.json").read_text())
+    assert summary["errors"] == 1
+
+
+def test_clear_errors(trained, tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_weights(tmp_path / "nope.pt")
+    torch.save({"units": []}, tmp_path / "old.pt")
+    with pytest.raises(DataError, match="not in the dhkd weights format"):
+        load_weights(tmp_path / "old.pt")
+    code = main(["predict", "--checkpoint", str(trained / "checkpoint.pt"),
+                 str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--quiet"])  # fmt: skip
+    assert code == 2
+    code = main(["predict", "--checkpoint", str(trained / "checkpoint.pt"), "--category",
+                 "stripes", str(tmp_path), "--out", str(tmp_path / "o"), "--quiet"])  # fmt: skip
+    assert code == 2
