@@ -8,6 +8,7 @@ single-category entry point of `dhkd train`.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import random
 import resource
@@ -123,13 +124,16 @@ def _run_stage(units, epochs: range, stage: str, progress: bool, on_epoch=None) 
         bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items() if "/" not in k})
 
 
-def _run_earlier_stages(trainers, stages: list[Stage], progress: bool) -> None:
-    """Every stage before the last, each to its end unless every unit finished it already."""
+def _run_earlier_stages(trainers, stages: list[Stage], progress: bool, on_stage_end=None) -> None:
+    """Every stage before the last, each to its end unless every unit finished it already;
+    on_stage_end(name) after each stage that ran (so that it can be checkpointed)."""
     for stage in stages:
         if not all(u.stage_done(stage.name) for u in trainers):
             _run_stage(trainers, range(1, stage.epochs + 1), stage.name, progress)
             for unit in trainers:
                 unit.finish_stage(stage.name)
+            if on_stage_end is not None:
+                on_stage_end(stage.name)
 
 
 def fit_units(
@@ -138,12 +142,17 @@ def fit_units(
     units: Sequence[tuple[str, int]],
     *,
     callback: Callable[[EpochReport], None] | None = None,
+    stage_callback: Callable[[str, Callable[[], dict]], None] | None = None,
     resume_state: dict | None = None,
     out_dir: str | Path | None = None,
     feature_cache: FeatureCache | None = None,
     progress: bool = True,
 ) -> dict:
     """Train every (category, seed) unit of `cfg`, evaluating on each category's test split.
+
+    callback gets an EpochReport per epoch of the last stage; stage_callback(name, state) is
+    called when an earlier stage (dhkd's teacher) has run to its end, with the function that
+    returns the training state (epoch 0), so that a resumed run does not train that stage again.
 
     Returns {"metrics", "units", "train_seconds", "eval_seconds", "feature_seconds",
     "peak_rss_mb", ["peak_gpu_mb"], "epochs"}; see TRAIN_API in the docs for the keys.
@@ -168,10 +177,14 @@ def fit_units(
             unit.load_state_dict(state)
         first_epoch = resume_state["epoch"] + 1
     *earlier, last = get_method(cfg.method).stages(cfg)
-    _run_earlier_stages(trainers, earlier, progress)
 
     def state() -> dict:
         return {"epoch": trainers[0].epoch, "units": [u.state_dict() for u in trainers]}
+
+    on_stage_end = None
+    if stage_callback is not None:
+        on_stage_end = functools.partial(stage_callback, state=state)
+    _run_earlier_stages(trainers, earlier, progress, on_stage_end)
 
     maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     rows: list[dict] = []

@@ -98,7 +98,8 @@ def test_feature_cache_is_reused_from_memory_and_disk(synthetic_root, tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_error(synthetic_root, cache):
-    cfg = load_config("tiny", overrides={"optim.lr": 1e30, "teacher.epochs": 0, "optim.epochs": 3})
+    overrides = {"optim.lr": 1e30, "teacher.untrained": True, "optim.epochs": 3}
+    cfg = load_config("tiny", overrides=overrides)
     with pytest.raises(TrainingError, match=r"non-finite loss.*stripes/seed0"):
         fit(cfg, synthetic_root, "stripes", None, feature_cache=cache, progress=False)
 

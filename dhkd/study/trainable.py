@@ -6,11 +6,14 @@ the driver does (creation races and RUNNING runs of stopped trials come from doi
 
 Per student epoch it reports {"epoch", "loss", [metrics...], ["objective"]} with a checkpoint
 holding the torch.save'd training state, so ASHA can stop it and an interrupted or retried
-trial continues from its last epoch. After fit_units returns it reports the final metrics with
-`finished: 1` and a checkpoint that also holds the artifacts (metrics.json, config.yaml,
-fingerprint.json, the weights checkpoint.pt, anomaly-map grids) the driver logs to MLflow
-(the weights as the spec's keep_weights says). Every report also names the Ray node the attempt
-runs on (`node_id`), so the driver can record where each trial ran, and where a retry went.
+trial continues from its last epoch. When an earlier stage (dhkd's flow teacher) ends it reports
+{"stage_done": name} (no epoch, nothing tracked) with a checkpoint of the state after that
+stage, so a trial interrupted before its first student epoch does not train its teacher again.
+After fit_units returns it reports the final metrics with `finished: 1` and a checkpoint that
+also holds the artifacts (metrics.json, config.yaml, fingerprint.json, the weights
+checkpoint.pt, anomaly-map grids) the driver logs to MLflow (the weights as the spec's
+keep_weights says). Every report also names the Ray node the attempt runs on (`node_id`), so
+the driver can record where each trial ran, and where a retry went.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 from dhkd.study.outcome import COMPUTE_S, EPOCH, FINISHED, OBJECTIVE, PARAMS
 
 NODE_ID = "node_id"  # result key: hex id of the Ray node this attempt runs on
+STAGE_DONE = "stage_done"  # result key: the earlier stage a checkpoint-only report follows
 STATE_FILE = "state.pt"
 FINAL_FILE = "final.json"
 ARTIFACTS = "artifacts"
@@ -132,6 +136,9 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             return
         _report(metrics, report.state())
 
+    def stage_callback(stage: str, state) -> None:
+        _report({STAGE_DONE: stage, COMPUTE_S: time.perf_counter() - start, NODE_ID: node}, state())
+
     fit = context.fit_fn
     if fit is None:
         from dhkd.train import fit_units as fit
@@ -142,6 +149,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             context.data_root,
             context.units,
             callback=callback,
+            stage_callback=stage_callback,
             resume_state=state,
             out_dir=out,
             feature_cache=cache,

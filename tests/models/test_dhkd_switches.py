@@ -23,7 +23,7 @@ def _trained_output(overrides: dict) -> torch.Tensor:
     torch.manual_seed(0)
     np.random.seed(0)  # FrEIA draws its channel permutations from numpy's global generator
     model = build_dhkd_model(cfg, SHAPES, FeatureNorm.statistics(feats))
-    noise, objective = cfg.noise.model_dump(), cfg.loss.model_dump()
+    noise, objective = cfg.noise.model_dump(), cfg.loss.model_dump(exclude={"kd"})
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     g = torch.Generator().manual_seed(0)
     for _ in range(2):

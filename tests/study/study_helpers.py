@@ -18,8 +18,8 @@ def make_fake_fit(
     Everything is defined inside this factory, so Ray pickles it by value.
     """
 
-    def fit(cfg, data_root, units, *, callback=None, resume_state=None, out_dir=None,
-            feature_cache=None, progress=True):  # fmt: skip
+    def fit(cfg, data_root, units, *, callback=None, stage_callback=None, resume_state=None,
+            out_dir=None, feature_cache=None, progress=True):  # fmt: skip
         import json
         import time
         import uuid

@@ -7,7 +7,8 @@ from dhkd.methods.info import MethodInfo, Stage
 
 
 def _stages(cfg: DHKDConfig) -> tuple[Stage, ...]:
-    return (Stage("teacher", cfg.teacher.epochs), Stage("student", cfg.optim.epochs))
+    teacher_epochs = 0 if cfg.teacher.untrained else cfg.teacher.epochs
+    return (Stage("teacher", teacher_epochs), Stage("student", cfg.optim.epochs))
 
 
 METHOD = MethodInfo(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from dhkd.sections import Section, TrainConfig
 
@@ -17,6 +17,21 @@ class TeacherConfig(Section):
     pos_enc_dim: int = Field(16, ge=2, le=128)
     epochs: int = Field(10, ge=0, le=1000)
     lr: float = Field(2e-4, gt=0)
+    untrained: bool = Field(
+        False,
+        description="ablation: no trained teacher (the flow keeps its random initialisation and "
+        "the teacher stage is skipped, so the student regresses randomly transformed features)",
+    )
+
+    @model_validator(mode="after")
+    def _trained_or_named_ablation(self) -> TeacherConfig:
+        if self.epochs == 0 and not self.untrained:
+            raise ValueError(
+                "teacher.epochs=0 leaves the flow teacher untrained, which turns DHKD into "
+                "regression of randomly transformed features; set teacher.epochs >= 1, or set "
+                "teacher.untrained=true to run that on purpose as the 'no trained teacher' ablation"
+            )
+        return self
 
 
 class NoiseConfig(Section):
@@ -37,10 +52,14 @@ class StudentConfig(Section):
 
 
 class LossConfig(Section):
-    kd: Literal["mse", "cosine"] = "mse"
+    kd: Literal["mse", "cosine"] = Field(
+        "mse", description="distillation distance; the anomaly map scores with the same one"
+    )
     affinity_weight: float = Field(0.1, ge=0, le=100, description="lambda for the affinity loss")
     affinity_form: Literal["cosine", "dot"] = "cosine"
-    affinity_pool: int = Field(16, ge=2, le=64, description="pool maps to at most this side")
+    affinity_pool: int = Field(
+        32, ge=2, le=64, description="maps larger than this side are pooled to it (METHOD.md: 32)"
+    )
 
 
 class DHKDConfig(TrainConfig):

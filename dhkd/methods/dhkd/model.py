@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dhkd.methods.dhkd.flow import FlowTeacher, flow_nll
@@ -19,15 +20,20 @@ from dhkd.methods.dhkd.student import CNNStudent, FreqBranch, Variant
 from dhkd.models.norm import FeatureNorm
 
 
-def level_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """(B, C, h, w) pair -> (B, h, w): mean over channels of the squared difference."""
-    return (student.float() - teacher.float()).pow(2).mean(dim=1)
+def level_distance(student: torch.Tensor, teacher: torch.Tensor, kd: str) -> torch.Tensor:
+    """(B, C, h, w) pair -> (B, h, w), the distance the student was trained on (loss.kd): "mse",
+    mean over channels of the squared difference; "cosine", 1 - cosine similarity over channels."""
+    student, teacher = student.float(), teacher.float()
+    if kd == "cosine":
+        return 1 - F.cosine_similarity(student, teacher, dim=1)
+    return (student - teacher).pow(2).mean(dim=1)
 
 
 class DHKDModel(nn.Module):
     """Teacher flow + student per level. shapes: [(C_l, H_l, W_l)] of the backbone levels;
     stats: train-set channel statistics for FeatureNorm. Flow arguments (clamp, hidden_ratio,
-    pos_enc, pos_enc_dim) apply to the teacher and to a flow student."""
+    pos_enc, pos_enc_dim) apply to the teacher and to a flow student. kd: the distillation
+    distance ("mse" | "cosine") the student is trained on and the maps are scored with."""
 
     def __init__(
         self,
@@ -46,9 +52,11 @@ class DHKDModel(nn.Module):
         freq_branch: FreqBranch = "conv1x1",
         student_hidden_ratio: float = 1.0,
         student_flow_depth: int = 8,
+        kd: Literal["mse", "cosine"] = "mse",
     ) -> None:
         super().__init__()
         self.student_kind = student_kind
+        self.kd = kd
         self.norm = FeatureNorm(feature_norm, stats)
         flow_args = {"clamp": clamp, "hidden_ratio": hidden_ratio, "pos_enc": pos_enc}
         flow_args["pos_enc_dim"] = pos_enc_dim
@@ -71,7 +79,10 @@ class DHKDModel(nn.Module):
 
     @torch.no_grad()
     def _targets(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [z.float() for z in self.teacher(feats)[0]]
+        """Teacher(feats) in float32 always: under a mixed-precision training step too, so that
+        the student is trained on the targets it is compared with at test time."""
+        with torch.autocast(feats[0].device.type, enabled=False):
+            return [z.float() for z in self.teacher([f.float() for f in feats])[0]]
 
     def teacher_loss(self, raw: list[torch.Tensor]) -> torch.Tensor:
         """Flow NLL per dimension, averaged over levels (stage 1)."""
@@ -89,13 +100,13 @@ class DHKDModel(nn.Module):
         """Stage 2: the student sees noisy features and must output Teacher(clean features).
 
         noise: keyword arguments of noise.add_feature_noise (sigma, mask, prob, patch_size,
-        patch_count); loss: those of losses.student_loss (kd, affinity_weight, affinity_pool,
-        affinity_form).
+        patch_count); loss: those of losses.student_loss (affinity_weight, affinity_pool,
+        affinity_form); the distillation distance is the model's own (kd).
         """
         clean = self.norm(raw)
         targets = self._targets(clean)
         noisy = add_feature_noise(clean, generator=generator, **noise)
-        return student_loss(self._student(noisy), targets, **loss)
+        return student_loss(self._student(noisy), targets, kd=self.kd, **loss)
 
     @torch.no_grad()
     def forward(self, raw: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -103,4 +114,4 @@ class DHKDModel(nn.Module):
         clean = self.norm(raw)
         targets = self._targets(clean)
         students = self._student(clean)
-        return [level_distance(s, t) for s, t in zip(students, targets, strict=True)]
+        return [level_distance(s, t, self.kd) for s, t in zip(students, targets, strict=True)]

@@ -35,6 +35,7 @@ def build_dhkd_model(cfg, shapes, stats) -> DHKDModel:
         freq_branch=s.freq_branch,
         student_hidden_ratio=s.hidden_ratio,
         student_flow_depth=s.flow_depth,
+        kd=cfg.loss.kd,
     )
 
 
@@ -57,9 +58,7 @@ class DHKDUnit(MethodUnit):
             self.model.student.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
         )
         self.noise = cfg.noise.model_dump()
-        self.loss = cfg.loss.model_dump()
-        if cfg.teacher.epochs == 0:
-            self.done_stages.add("teacher")
+        self.loss = cfg.loss.model_dump(exclude={"kd"})
 
     def build_model(self, shapes: list[tuple[int, int, int]]) -> DHKDModel:
         return build_dhkd_model(self.cfg, shapes, self.stats)
