@@ -12,6 +12,7 @@ import functools
 import json
 import random
 import resource
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -110,7 +111,10 @@ def _evaluate(units, maps_out: dict) -> list[dict]:
 
 
 def _run_stage(units, epochs: range, stage: str, progress: bool, on_epoch=None) -> None:
-    bar = tqdm(epochs, desc=stage, disable=not progress, leave=False, unit="epoch")
+    """Run `stage` for `epochs`. Progress: a bar on a terminal; one line per epoch where
+    stderr is not one (a log file, `ray job submit`), instead of carriage-return updates."""
+    interactive = progress and sys.stderr.isatty()
+    bar = tqdm(epochs, desc=stage, disable=not interactive, leave=False, unit="epoch")
     for epoch in bar:
         losses = []
         for unit in units:
@@ -121,7 +125,12 @@ def _run_stage(units, epochs: range, stage: str, progress: bool, on_epoch=None) 
         shown = {"loss": loss}
         if on_epoch is not None:
             shown = on_epoch(epoch, loss)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items() if "/" not in k})
+        values = {k: f"{v:.4f}" for k, v in shown.items() if "/" not in k}
+        if interactive:
+            bar.set_postfix(values)
+        elif progress:
+            text = " ".join(f"{k}={v}" for k, v in values.items())
+            print(f"[{stage}] epoch {epoch}/{epochs[-1]} {text}", file=sys.stderr, flush=True)
 
 
 def _run_earlier_stages(trainers, stages: list[Stage], progress: bool, on_stage_end=None) -> None:

@@ -142,3 +142,13 @@ def test_train_command_writes_outputs_and_rejects_bad_config(synthetic_root, tmp
     assert (
         main(["train", "--data", str(tmp_path / "nope"), "--category", "x", "--out", str(out)]) == 2
     )
+
+
+def test_progress_off_a_terminal_is_one_line_per_epoch(synthetic_root, cache, capsys):
+    cfg = load_config("tiny", overrides={"optim.epochs": 3, "optim.eval_every": 2})
+    fit_units(cfg, synthetic_root, [("widget", 0)], feature_cache=cache, progress=True)
+    err = capsys.readouterr().err  # captured: not a terminal, like a log file
+    assert "\r" not in err
+    student = [line for line in err.splitlines() if line.startswith("[student] epoch ")]
+    assert [line.split()[2] for line in student] == ["1/3", "2/3", "3/3"]
+    assert "loss=" in student[0] and "pixel_aupro=" in student[1]

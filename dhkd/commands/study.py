@@ -1,4 +1,5 @@
-"""`dhkd study run|sync|check`: run a study file, replay its tracking outbox, validate files."""
+"""`dhkd study run|sync|status|check`: run a study file, replay its tracking outbox, show where
+a study stands, validate files."""
 
 from __future__ import annotations
 
@@ -59,6 +60,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     sync.add_argument("--storage-path", default=None, help="Ray storage folder (runs/ray)")
     sync.add_argument("--tracking-uri", help="default: the URI the study last ran with")
     sync.set_defaults(func=sync_command)
+
+    status = verbs.add_parser(
+        "status",
+        help="where a study stands: trials by state, running ones, best so far, ETA, compute",
+        description="Show study NAME from any shell, while it runs or after; never writes to "
+        "it. Reads the storage folder (runs/ray/NAME); where that folder is not at hand, "
+        "--tracking-uri reads the picture MLflow has.",
+    )
+    status.add_argument("name")
+    status.add_argument("--storage-path", default=None, help="Ray storage folder (runs/ray)")
+    status.add_argument(
+        "--tracking-uri", help="read MLflow instead, when the storage folder is not here"
+    )
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=10.0,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 10) until the study ends or Ctrl-C",
+    )
+    status.set_defaults(func=status_command)
 
     check = verbs.add_parser("check", help="validate study files without running them")
     check.add_argument("specs", nargs="+")
@@ -130,6 +154,34 @@ def sync_command(args: argparse.Namespace) -> int:
     for text in tracker.rejected:
         print(f"rejected: {text}")
     return 0 if remaining == 0 else 1
+
+
+def status_command(args: argparse.Namespace) -> int:
+    import json
+    import sys
+    import time
+    from pathlib import Path
+
+    from dhkd.study.layout import StudyPaths
+    from dhkd.study.runner import DEFAULT_STORAGE
+    from dhkd.study.status import format_status, mlflow_status, study_status
+    from dhkd.study.tracking import normalize_uri
+
+    paths = StudyPaths(Path(args.storage_path or DEFAULT_STORAGE), args.name)
+    use_mlflow = args.tracking_uri is not None and not paths.spec.is_file()
+    while True:
+        if use_mlflow:
+            status = mlflow_status(normalize_uri(args.tracking_uri), args.name)
+        else:
+            status = study_status(paths)
+        text = json.dumps(status, indent=1, default=str) if args.json else format_status(status)
+        if args.watch and sys.stdout.isatty() and not args.json:
+            text = "\033[2J\033[H" + text  # redraw in place
+        print(text, flush=True)
+        counts = status["counts"]
+        if not args.watch or not (counts["RUNNING"] or (status["driver"] or {}).get("alive")):
+            return 0
+        time.sleep(args.watch)
 
 
 def check_command(args: argparse.Namespace) -> int:

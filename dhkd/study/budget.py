@@ -1,5 +1,6 @@
-"""The study's time budget, counted over every run of the study (a resumed study goes on with
-what is left), as a Tune Stopper that also records that the budget ran out."""
+"""The study's budget: wall time counted over every run of the study (a resumed study goes on
+with what is left) as a Tune Stopper, and the record that a budget (time_s, or gpu_hours, which
+the searcher enforces: dhkd.study.live) ran out."""
 
 from __future__ import annotations
 
@@ -45,7 +46,12 @@ class BudgetStopper(Stopper):
             self._used = float(budget_state(self.paths).get("used_s", 0.0))
         if self._used + time.monotonic() - self._start < self.time_s:
             return False
-        state = budget_state(self.paths)
-        if not state.get("exhausted"):
-            write_json(_budget_file(self.paths), {**state, "exhausted": True})
+        mark_exhausted(self.paths, "time_s")
         return True
+
+
+def mark_exhausted(paths: StudyPaths, reason: str) -> None:
+    """Record that the budget ran out (`reason`: the spec key that did): nothing to resume."""
+    state = budget_state(paths)
+    if not state.get("exhausted"):
+        write_json(_budget_file(paths), {**state, "exhausted": True, "reason": reason})

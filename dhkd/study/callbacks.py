@@ -16,6 +16,7 @@ from ray.tune import Callback
 
 from dhkd.study.budget import budget_state
 from dhkd.study.layout import StudyPaths, read_json
+from dhkd.study.live import read_live, trial_cost
 from dhkd.study.outcome import (
     COMPLETE,
     EPOCH,
@@ -120,9 +121,19 @@ class TrackingCallback(Callback):
         if EPOCH in result:
             self._tracker().log_metrics(number, tracked_metrics(result), int(result[EPOCH]))
 
+    def _cost(self, trial) -> tuple[dict[str, float], dict[str, str]]:
+        """Metrics cost/{wall,cpu,gpu}_s over every attempt, and the `device` tag (live.json,
+        which LiveCallback, called before this one, has just updated)."""
+        rec = read_live(self.paths)["trials"].get(str(trial.config[TRIAL_NUMBER]), {})
+        cost = trial_cost(rec, self.spec.resources.gpu)
+        metrics = {f"cost/{k}": cost[k] for k in ("wall_s", "cpu_s", "gpu_s")}
+        return metrics, {"device": cost["device"]}
+
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         state = trial_outcome(trial.last_result, error=False)
-        tags = {"stop_reason": stop_reason(self.paths, trial)} if state == PRUNED else {}
+        metrics, tags = self._cost(trial)
+        if state == PRUNED:
+            tags["stop_reason"] = stop_reason(self.paths, trial)
         error = "the trial finished but its objective is not a finite number"
         folder = artifacts_of(trial)
         extra = provenance_of(folder, state, self.spec.weights_kept)
@@ -134,12 +145,14 @@ class TrackingCallback(Callback):
             tags={**extra["tags"], **tags},
             exclude=extra["exclude"],
             inputs=extra["inputs"],
+            metrics=metrics,
         )
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        tags = {"failures": str(trial.num_failures)}
+        metrics, tags = self._cost(trial)
+        tags["failures"] = str(trial.num_failures)
         self._tracker().end_trial(
-            trial.config[TRIAL_NUMBER], FAILED, error=error_text(trial), tags=tags
+            trial.config[TRIAL_NUMBER], FAILED, error=error_text(trial), tags=tags, metrics=metrics
         )
 
     def on_experiment_end(self, trials, **info) -> None:
@@ -161,7 +174,9 @@ class TrackingCallback(Callback):
                 self._tracker().start_trial(
                     number, trial.trial_id, trial_params(self.spec, trial.config)
                 )
-                self._tracker().end_trial(number, PRUNED, tags={"stop_reason": "budget"})
+                metrics, tags = self._cost(trial)
+                tags["stop_reason"] = "budget"
+                self._tracker().end_trial(number, PRUNED, tags=tags, metrics=metrics)
             else:
                 self._tracker().end_trial(number, None)
 

@@ -15,6 +15,9 @@ EPOCH = "epoch"  # 1-based student epoch just finished
 OBJECTIVE = "objective"  # the spec's metric, mean over categories (evaluation epochs only)
 FINISHED = "finished"  # 1 in the final report of a trial that trained every epoch
 COMPUTE_S = "compute_s"  # seconds this attempt of the trial has run so far (every report)
+CPU_S = "cpu_s"  # CPU seconds (all threads) this attempt has used so far (every report)
+ATTEMPT = "attempt"  # id of this attempt of the trial (a retry or a resume is a new one)
+DEVICE = "device"  # what the attempt computes on, e.g. "cuda: NVIDIA H100" or "cpu: x86_64"
 TRIAL_NUMBER = "trial_number"  # config key: the Optuna trial number
 PARAMS = "params"  # config key: {dotted TrainConfig key: value}
 

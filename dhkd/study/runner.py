@@ -21,6 +21,7 @@ import yaml
 from dhkd.errors import ConfigError, DataError
 from dhkd.study.budget import BudgetStopper, add_used_time, budget_state
 from dhkd.study.layout import StudyPaths, digest, write_json
+from dhkd.study.live import read_live, study_cost
 from dhkd.study.lock import DriverLock, describe
 from dhkd.study.searcher import open_optuna_study
 from dhkd.study.spec import StudySpec, spec_tree
@@ -133,6 +134,7 @@ def _tuner(spec: StudySpec, paths: StudyPaths, context: TrialContext, quiet: boo
     from ray import tune
 
     from dhkd.study.callbacks import ProgressCallback, TrackingCallback
+    from dhkd.study.live import LiveCallback
     from dhkd.study.scheduler import PersistentASHA
     from dhkd.study.searcher import OptunaSearcher
     from dhkd.study.trainable import run_trial
@@ -151,7 +153,7 @@ def _tuner(spec: StudySpec, paths: StudyPaths, context: TrialContext, quiet: boo
             spec.scheduler.reduction_factor,
             epochs,
         )
-    callbacks = [TrackingCallback(paths, spec)]
+    callbacks = [LiveCallback(paths, spec), TrackingCallback(paths, spec)]  # in this order
     if not quiet:
         callbacks.append(ProgressCallback(paths, spec, spec.trials))
     return tune.Tuner(
@@ -271,7 +273,8 @@ def finish_study(
     exhausted = budget_state(paths).get("exhausted", False)
     complete = len(final) == len(rows) and (len(rows) >= spec.trials or exhausted)
     tracker = Tracker(paths, uri, read_runtime_artifacts(paths))
-    summary = StudySummary(spec.name, complete, rows, best, uri, paths.experiment, wall_s=wall_s)
+    summary = StudySummary(spec.name, complete, rows, best, uri, paths.experiment, wall_s=wall_s,
+                           compute=study_cost(read_live(paths), spec.resources.gpu))  # fmt: skip
     summary_file = write_summary(paths, summary)
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(summary_file, Path(tmp) / "summary.json")
@@ -280,6 +283,8 @@ def finish_study(
         metrics = {f"trials_{k.lower()}": float(v) for k, v in counts.items()}
         if best:
             metrics["best_objective"] = float(best["value"])
+        for key in ("wall_s", "cpu_s", "gpu_s"):
+            metrics[f"cost/{key.removesuffix('_s')}_hours"] = summary.compute[key] / 3600
         tracker.end_study("FINISHED" if complete else "KILLED", metrics, tmp)
         summary.tracking_pending = tracker.flush()
     summary.tracking_rejected = tracker.rejected

@@ -21,7 +21,9 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from dhkd.study.budget import mark_exhausted
 from dhkd.study.layout import StudyPaths, read_json, write_json
+from dhkd.study.live import gpu_budget_left
 from dhkd.study.outcome import (
     COMPLETE,
     EPOCH,
@@ -146,6 +148,9 @@ class OptunaSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if len(self._live) >= self.max_concurrent:
             return None
+        if not gpu_budget_left(self.paths, self.spec):
+            mark_exhausted(self.paths, "gpu_hours")
+            return Searcher.FINISHED
         orphans = self._orphans()
         if orphans:
             number = orphans.pop(0)

@@ -18,7 +18,7 @@ Example (see studies/quickstart.yaml for a complete one):
     num_samples: 16
     scheduler: {type: asha, grace_period: 5, reduction_factor: 2}
     resources: {cpu: 1, gpu: 0.5}
-    budget: {time_s: 36000, max_concurrent: 2}
+    budget: {time_s: 36000, gpu_hours: 20, max_concurrent: 2}
     retries: 1
     keep_weights: complete       # trial weights kept in MLflow: complete | all | none
 
@@ -143,6 +143,9 @@ class ResourcesSpec(_Strict):
 
 class BudgetSpec(_Strict):
     time_s: float | None = Field(None, gt=0, description="wall-clock limit for the study")
+    gpu_hours: float | None = Field(
+        None, gt=0, description="GPU-hours cap: no trial starts that would pass it"
+    )
     max_concurrent: int = Field(1, ge=1, description="trials running at once")
 
 
@@ -255,6 +258,11 @@ def check_spec(spec: StudySpec) -> StudySpec:
         size = grid_size(spec.space)
         if spec.num_samples is not None and spec.num_samples > size:
             raise ConfigError(f"num_samples: {spec.num_samples} exceeds the grid size {size}")
+    if spec.budget.gpu_hours is not None and spec.resources.gpu <= 0:
+        raise ConfigError(
+            "budget.gpu_hours caps GPU time, but trials ask for no GPU (resources.gpu is 0); "
+            "set resources.gpu, or use budget.time_s"
+        )
     epochs = spec.final_epochs()
     if spec.scheduler.type == "asha" and spec.scheduler.grace_period >= epochs:
         raise ConfigError(
@@ -307,3 +315,36 @@ def load_spec(path: str | Path) -> StudySpec:
 def spec_tree(spec: StudySpec) -> dict[str, Any]:
     """The spec as plain data (for snapshots and hashing), without base_dir."""
     return spec.model_dump(mode="json", exclude={"base_dir"}, exclude_none=True)
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+EXTENSIBLE = ("num_samples", "seeds", "data.categories", "data.synthetic.categories")
+
+
+def spec_differences(old: StudySpec, new: StudySpec) -> tuple[list[str], list[str]]:
+    """(extensions, other changes) from `old` to `new`, each as "key: old -> new" lines.
+
+    Extensions are what `--extend` accepts: more trials (num_samples, or the grid size it
+    defaults to), more seeds, more categories, each keeping every old value."""
+    a, b = _flat(spec_tree(old)), _flat(spec_tree(new))
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    extensions, others = [], []
+    for key in changed:
+        line = f"{key}: {a.get(key)!r} -> {b.get(key)!r}"
+        if key == "num_samples":
+            grows = new.trials > old.trials
+        elif key in EXTENSIBLE:
+            before, after = a.get(key) or [], b.get(key) or []
+            grows = set(before) < set(after)
+        else:
+            grows = False
+        (extensions if grows else others).append(line)
+    return extensions, others

@@ -23,6 +23,7 @@ class StudySummary:
     tracking_pending: int = 0
     tracking_rejected: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    compute: dict[str, Any] = field(default_factory=dict)  # live.study_cost: summed over trials
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -71,6 +72,7 @@ def write_summary(paths: StudyPaths, summary: StudySummary) -> Path:
             "tracking_uri": summary.tracking_uri,
             "tracking_pending": summary.tracking_pending,
             "wall_s": summary.wall_s,
+            "compute": summary.compute,
         },
     )
     return out
@@ -88,6 +90,8 @@ def format_summary(spec: StudySpec, summary: StudySummary) -> str:
         params = " ".join(f"{k}={v}" for k, v in summary.best["params"].items()) or "(fixed only)"
         lines.append(f"best: trial #{summary.best['number']} {metric}={summary.best['value']:.4f}"
                      f" with {params}")  # fmt: skip
+    if summary.compute:
+        lines.append(format_compute(summary.compute))
     if not summary.complete:
         lines.append("the study is not finished: run the same command again to resume it")
     if summary.tracking_pending:
@@ -101,3 +105,12 @@ def format_summary(spec: StudySpec, summary: StudySummary) -> str:
     lines.append(f"results: {summary.experiment}")
     lines.append(f"browse: dhkd ui --tracking-uri {summary.tracking_uri}")
     return "\n".join(lines)
+
+
+def format_compute(compute: dict[str, Any]) -> str:
+    devices = ", ".join(compute.get("devices") or []) or "no device reported yet"
+    return (
+        f"compute: {compute.get('cpu_s', 0.0) / 3600:.3g} CPU-hours, "
+        f"{compute.get('gpu_s', 0.0) / 3600:.3g} GPU-hours, "
+        f"{compute.get('wall_s', 0.0) / 3600:.3g} trial-hours ({devices})"
+    )

@@ -143,12 +143,15 @@ class Tracker:
         tags: dict[str, str] | None = None,
         exclude: list[str] | None = None,
         inputs: list[dict[str, Any]] | None = None,
+        metrics: dict[str, float] | None = None,
     ) -> None:
         """state None: interrupted (KILLED, resumable); else the final state (first one wins).
-        exclude: artifact file names not to log; inputs: dataset inputs (fingerprint.py)."""
+        exclude: artifact file names not to log; inputs: dataset inputs (fingerprint.py);
+        metrics (e.g. the trial's compute) are logged with the final state."""
         self.submit({"op": "trial_end", "number": number, "state": state,
                      "artifacts": artifacts, "error": error, "tags": tags or {},
-                     "exclude": exclude or [], "inputs": inputs or []})  # fmt: skip
+                     "exclude": exclude or [], "inputs": inputs or [],
+                     "metrics": metrics or {}, "ts": int(time.time() * 1000)})  # fmt: skip
 
     def end_study(self, status: str, metrics: dict[str, float], artifacts: str | None) -> None:
         self.submit({"op": "study_end", "status": status, "metrics": metrics,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -209,7 +210,8 @@ def apply_trial_end(tr: RunStore, op: dict[str, Any]) -> None:
     if op.get("error"):
         tr.client.log_text(run_id, op["error"], "error.txt")
         tags["error"] = _error_summary(op["error"])
-    _log(tr, run_id, tags={**tags, "state": state})
+    _log(tr, run_id, tags={**tags, "state": state}, metrics=op.get("metrics"),
+         ts=op.get("ts") or int(time.time() * 1000))  # fmt: skip
     tr.client.set_terminated(run_id, status=RUN_STATUS[state])
     rec["state"] = state
     tr.save()

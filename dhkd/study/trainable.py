@@ -13,7 +13,9 @@ After fit_units returns it reports the final metrics with `finished: 1` and a ch
 also holds the artifacts (metrics.json, config.yaml, fingerprint.json, the weights
 checkpoint.pt, anomaly-map grids) the driver logs to MLflow (the weights as the spec's
 keep_weights says). Every report also names the Ray node the attempt runs on (`node_id`), so
-the driver can record where each trial ran, and where a retry went.
+the driver can record where each trial ran, and where a retry went, and what this attempt
+used so far (`compute_s` wall seconds, `cpu_s` CPU seconds, an `attempt` id and the `device`
+name), so the driver can account for compute.
 """
 
 from __future__ import annotations
@@ -23,12 +25,22 @@ import json
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dhkd.study.outcome import COMPUTE_S, EPOCH, FINISHED, OBJECTIVE, PARAMS
+from dhkd.study.outcome import (
+    ATTEMPT,
+    COMPUTE_S,
+    CPU_S,
+    DEVICE,
+    EPOCH,
+    FINISHED,
+    OBJECTIVE,
+    PARAMS,
+)
 
 NODE_ID = "node_id"  # result key: hex id of the Ray node this attempt runs on
 STAGE_DONE = "stage_done"  # result key: the earlier stage a checkpoint-only report follows
@@ -68,6 +80,20 @@ def node_feature_cache(directory: str | None):
     if directory is None:
         return default_feature_cache()
     return FeatureCache(directory, max_memory_items=0 if directory == "" else 8)
+
+
+def device_name(requested: str) -> str:
+    """The device a trial trains on, named: "cuda: <GPU name>" or "cpu: <processor>"."""
+    import platform
+
+    from dhkd.train import resolve_device
+
+    device = resolve_device(requested)
+    if device.type == "cuda":
+        import torch
+
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"{device.type}: {platform.processor() or platform.machine()}"
 
 
 def _report(metrics: dict[str, Any], state: dict | None, extra: Path | None = None) -> None:
@@ -122,12 +148,16 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         tune.report(final)
         return
     pending: dict[str, Any] = {}
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     node = ray.get_runtime_context().get_node_id()
+    attempt = {ATTEMPT: uuid.uuid4().hex[:12], DEVICE: device_name(cfg.optim.device)}
+
+    def usage() -> dict[str, Any]:
+        used = {COMPUTE_S: time.perf_counter() - start, CPU_S: time.process_time() - cpu_start}
+        return {**used, **attempt, NODE_ID: node}
 
     def callback(report) -> None:
-        metrics = {EPOCH: report.epoch, **report.metrics, COMPUTE_S: time.perf_counter() - start}
-        metrics[NODE_ID] = node
+        metrics = {EPOCH: report.epoch, **report.metrics, **usage()}
         value = objective_value(report.metrics, context.metric, categories)
         if value is not None:
             metrics[OBJECTIVE] = value
@@ -137,7 +167,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         _report(metrics, report.state())
 
     def stage_callback(stage: str, state) -> None:
-        _report({STAGE_DONE: stage, COMPUTE_S: time.perf_counter() - start, NODE_ID: node}, state())
+        _report({STAGE_DONE: stage, **usage()}, state())
 
     fit = context.fit_fn
     if fit is None:
@@ -162,7 +192,6 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         for key in ("train_seconds", "eval_seconds", "feature_seconds"):
             if key in result:
                 final_metrics[key] = float(result[key])
-        final_metrics[COMPUTE_S] = time.perf_counter() - start
-        final_metrics[NODE_ID] = node
+        final_metrics.update(usage())
         final_metrics[FINISHED] = 1
         _report(final_metrics, None, extra=Path(out))

@@ -1,15 +1,17 @@
-"""SIGKILL the driver of a running study, run the same command again: the study completes with
-exactly num_samples trials, one MLflow run per trial nested under one study run, none RUNNING,
-and Optuna's states match MLflow's (pitfalls 1, 2, 3)."""
+"""A study's life from other shells: `dhkd study status` mid-study, a second driver refused
+(exit 2, naming the holder), SIGKILL of the driver, and the same command again: the study
+completes with exactly num_samples trials, one MLflow run per trial nested under one study run,
+none RUNNING, no metric logged twice at a step, Optuna's states match MLflow's (pitfalls 1, 2,
+3), and each trial's compute is logged."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import yaml
@@ -30,7 +32,7 @@ SPEC = {
             "n_test_defect": 4,
         }
     },
-    "fixed": {"optim.epochs": 2, "optim.eval_every": 1, "teacher.epochs": 1, "optim.device": "cpu"},
+    "fixed": {"optim.epochs": 3, "optim.eval_every": 1, "teacher.epochs": 1, "optim.device": "cpu"},
     "scientific": {"noise.sigma": {"type": "categorical", "values": [0.0, 0.2, 0.4]}},
     "sampler": {"type": "grid", "seed": 0},
     "scheduler": {"type": "none"},
@@ -63,15 +65,37 @@ def test_sigkill_then_rerun_completes_the_study(tmp_path, mlflow_template):
     def watch():
         for line in first.stdout:
             lines.append(line)
-            if " COMPLETE " in line:
+            if "#1 epoch 1 " in line:  # the second trial is mid-way
                 done.set()
 
     threading.Thread(target=watch, daemon=True).start()
-    assert done.wait(240), "no trial completed:\n" + "".join(lines[-40:])
-    time.sleep(1.0)  # let the next trial start, so that one is interrupted mid-way
+    assert done.wait(300), "the second trial did not report:\n" + "".join(lines[-40:])
+    os.kill(first.pid, signal.SIGSTOP)  # freeze the driver: what status reads stands still
+    truth = {"COMPLETE": 0, "RUNNING": 0}
+    for t in optuna_trials(tmp_path / "ray", "killme"):
+        truth[t.state.name] += 1
+    assert truth["RUNNING"] == 1, truth
+    status = _status(tmp_path)
+    assert status["driver"] and status["driver"]["alive"], status
+    assert status["driver"]["pid"] == first.pid
+    counts = status["counts"]
+    assert counts["COMPLETE"] == truth["COMPLETE"] >= 1 and counts["RUNNING"] == 1
+    assert counts["WAITING"] == 3 - truth["COMPLETE"] - 1
+    (running,) = status["running"]
+    assert running["number"] == truth["COMPLETE"] and running["epoch"] >= 1
+    assert status["best"] is not None and status["compute"]["cpu_s"] > 0
+
+    other = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=120)
+    assert other.returncode == 2, other.stdout[-2000:] + other.stderr[-2000:]
+    assert f"pid {first.pid}" in other.stderr and "host " in other.stderr
+    assert "since " in other.stderr
+    assert first.poll() is None  # the refused driver left the first one alone
+
     os.kill(first.pid, signal.SIGKILL)
     first.wait(30)
     assert first.returncode == -signal.SIGKILL
+    status = _status(tmp_path)
+    assert not status["driver"]["alive"] and status["counts"]["INTERRUPTED"] == 1
 
     second = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=400)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
@@ -91,3 +115,20 @@ def test_sigkill_then_rerun_completes_the_study(tmp_path, mlflow_template):
         assert run.data.tags["state"] == "COMPLETE"
         assert run.data.tags["trial_id"] == t.user_attrs["ray_trial_id"]
         assert float(run.data.metrics["objective"]) == pytest.approx(t.value)
+        assert run.data.metrics["cost/cpu_s"] > 0 and run.data.tags["device"].startswith("cpu")
+    client = __import__("mlflow").tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for run in runs:
+        for key in run.data.metrics:
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+            assert len(steps) == len(set(steps)), f"{key} logged twice at a step: {steps}"
+    status = _status(tmp_path)
+    assert status["driver"] is None and status["counts"]["COMPLETE"] == 3
+    assert sum(status["counts"].values()) == 3
+
+
+def _status(tmp_path) -> dict:
+    cmd = [sys.executable, "-m", "dhkd", "study", "status", "killme", "--json",
+           "--storage-path", str(tmp_path / "ray")]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)

@@ -1,0 +1,149 @@
+"""What the driver knows about its trials while they run, and the compute they used.
+
+`study/live.json` (written by LiveCallback in the driver, atomically, at every trial event):
+
+    {"updated": t, "trials": {"<number>": {"trial_id", "status", "epoch", "node", "node_ip",
+     "device", "started", "updated", "ended", "attempts": {"<attempt>": {"wall_s", "cpu_s"}}}}}
+
+status is RUNNING while Tune runs the trial, then COMPLETE / PRUNED / FAILED, or INTERRUPTED
+when the driver ended before it did. Each attempt of a trial (a retry, a resume after a
+restart) reports its own wall and CPU seconds (`compute_s`, `cpu_s`); a trial's compute is the
+sum over its attempts, and its GPU seconds are its wall seconds times the GPU share it was
+given (`resources.gpu`) when it ran on a GPU. `dhkd study status` and the gpu_hours budget
+read this file; nothing here talks to MLflow or Optuna.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ray.tune import Callback
+
+from dhkd.study.layout import StudyPaths, read_json, write_json
+from dhkd.study.outcome import (
+    ATTEMPT,
+    COMPUTE_S,
+    CPU_S,
+    DEVICE,
+    EPOCH,
+    FAILED,
+    TRIAL_NUMBER,
+    trial_outcome,
+)
+from dhkd.study.spec import StudySpec
+from dhkd.study.trainable import NODE_ID
+
+RUNNING, INTERRUPTED = "RUNNING", "INTERRUPTED"
+
+
+def live_path(paths: StudyPaths):
+    return paths.dir / "live.json"
+
+
+def read_live(paths: StudyPaths) -> dict[str, Any]:
+    return read_json(live_path(paths), None) or {"trials": {}}
+
+
+def on_gpu(device: str | None) -> bool:
+    return bool(device) and not str(device).startswith("cpu")
+
+
+def trial_cost(rec: dict[str, Any], gpu_share: float) -> dict[str, Any]:
+    """{wall_s, cpu_s, gpu_s, device} of one trial over all its attempts."""
+    attempts = (rec.get("attempts") or {}).values()
+    wall = sum(float(a.get("wall_s", 0.0)) for a in attempts)
+    cpu = sum(float(a.get("cpu_s", 0.0)) for a in attempts)
+    device = rec.get("device") or "unknown"
+    gpu = wall * gpu_share if on_gpu(device) else 0.0
+    return {"wall_s": wall, "cpu_s": cpu, "gpu_s": gpu, "device": device}
+
+
+def study_cost(live: dict[str, Any], gpu_share: float) -> dict[str, Any]:
+    """Sums over every trial: wall, CPU and GPU seconds, and the devices trials ran on."""
+    costs = [trial_cost(rec, gpu_share) for rec in live.get("trials", {}).values()]
+    return {
+        "wall_s": sum(c["wall_s"] for c in costs),
+        "cpu_s": sum(c["cpu_s"] for c in costs),
+        "gpu_s": sum(c["gpu_s"] for c in costs),
+        "devices": sorted({c["device"] for c in costs if c["device"] != "unknown"}),
+    }
+
+
+def gpu_budget_left(paths: StudyPaths, spec: StudySpec) -> bool:
+    """Whether one more trial fits in budget.gpu_hours: the GPU seconds used, the running
+    trials at (at least) the mean finished trial's cost, and one more such trial."""
+    cap = spec.budget.gpu_hours
+    if cap is None:
+        return True
+    share = spec.resources.gpu
+    records = list(read_live(paths).get("trials", {}).values())
+    finished = [trial_cost(r, share)["gpu_s"] for r in records if r.get("status") != RUNNING]
+    mean = sum(finished) / len(finished) if finished else 0.0
+    projected = mean + sum(
+        max(trial_cost(r, share)["gpu_s"], mean if r.get("status") == RUNNING else 0.0)
+        for r in records
+    )
+    return projected <= cap * 3600.0
+
+
+class LiveCallback(Callback):
+    """Keeps live.json: every trial's status, epoch, node, device and per-attempt compute."""
+
+    def __init__(self, paths: StudyPaths, spec: StudySpec) -> None:
+        self.paths = paths
+        self.spec = spec
+        self.state: dict[str, Any] = {"trials": {}}
+
+    def setup(self, **info) -> None:
+        self.state = read_live(self.paths)
+
+    def _record(self, trial) -> dict[str, Any]:
+        number = str(trial.config.get(TRIAL_NUMBER))
+        return self.state["trials"].setdefault(number, {"attempts": {}})
+
+    def _save(self) -> None:
+        self.state["updated"] = time.time()
+        write_json(live_path(self.paths), self.state)
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        rec = self._record(trial)
+        now = time.time()
+        rec.setdefault("started", now)
+        rec.update(trial_id=trial.trial_id, status=RUNNING, updated=now, ended=None)
+        self._save()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        rec = self._record(trial)
+        rec.update(status=RUNNING, updated=time.time())
+        if EPOCH in result:
+            rec["epoch"] = int(result[EPOCH])
+        if result.get(NODE_ID):
+            rec.update(node=result[NODE_ID], node_ip=result.get("node_ip"))
+        if result.get(DEVICE):
+            rec["device"] = result[DEVICE]
+        if result.get(ATTEMPT):
+            rec["attempts"][str(result[ATTEMPT])] = {
+                "wall_s": float(result.get(COMPUTE_S, 0.0)),
+                "cpu_s": float(result.get(CPU_S, 0.0)),
+            }
+        self._save()
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        if trial.last_result:
+            self.on_trial_result(iteration, trials, trial, trial.last_result)
+        self._end(trial, trial_outcome(trial.last_result, error=False))
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._end(trial, FAILED)
+
+    def _end(self, trial, status: str) -> None:
+        rec = self._record(trial)
+        rec.update(status=status, ended=time.time())
+        self._save()
+
+    def on_experiment_end(self, trials, **info) -> None:
+        for rec in self.state["trials"].values():
+            if rec.get("status") == RUNNING:
+                rec.update(status=INTERRUPTED, ended=time.time())
+        self._save()
