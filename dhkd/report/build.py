@@ -33,6 +33,7 @@ from dhkd.report.latex import (
     to_latex,
 )
 from dhkd.report.optuna_study import optuna_study, space
+from dhkd.report.paths import portable_text
 from dhkd.report.render import provenance_rows, to_csv, to_markdown
 from dhkd.report.select import Column, best_trial, columns
 from dhkd.report.tables import Table, build_table
@@ -204,16 +205,17 @@ def build_report(
     write_figures(data, cols, result, storage_path)
     meta = {
         "study": data.name,
-        "tracking_uri": tracking_uri,  # as given (a relative sqlite path stays relative)
+        "tracking_uri": portable_text(tracking_uri),  # no machine-specific paths (paths.py)
         "experiment_id": data.experiment_id,
         "study_run_id": data.study_run_id,
         "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": command,
+        "command": portable_text(command),
         "paper": paper,
         "latex_layout": latex_layout,
         "columns": {c.key: c.trial.run_id if c.trial else None for c in cols},
         "partial": {m: t.partial for m, t in tables.items()},
     }
+    result.notes = [portable_text(note) for note in result.notes]
     (out / "report.json").write_text(json.dumps(meta, indent=1) + "\n")
     write_readme(data, cols, result, meta)
     if log_artifacts:

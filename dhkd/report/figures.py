@@ -10,6 +10,7 @@ Each figure is written as PNG and PDF by `save`.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -267,5 +268,17 @@ def qualitative_figure(images: list[Path], title: str):
         ax.set_title(path.stem.removeprefix("maps_"), fontsize=9)
     for ax in axes:
         ax.axis("off")
-    fig.suptitle(title, fontsize=11)
+    fitted_suptitle(fig, title, fontsize=11)
     return fig
+
+
+def fitted_suptitle(fig: Figure, title: str, fontsize: float):
+    """The figure's suptitle, wrapped at word boundaries into as few lines as keep every line
+    inside the figure's width (one narrow panel cannot hold a long title on one line)."""
+    renderer = fig.canvas.get_renderer()
+    room = 0.96 * fig.get_figwidth() * fig.dpi
+    for width in range(len(title), 9, -1):
+        artist = fig.suptitle("\n".join(textwrap.wrap(title, width)), fontsize=fontsize)
+        if artist.get_window_extent(renderer).width <= room:
+            break
+    return artist
