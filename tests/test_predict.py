@@ -105,3 +105,44 @@ def test_clear_errors(trained, tmp_path):
     code = main(["predict", "--checkpoint", str(trained / "checkpoint.pt"), "--category",
                  "stripes", str(tmp_path), "--out", str(tmp_path / "o"), "--quiet"])  # fmt: skip
     assert code == 2
+
+
+def test_export_onnx_agrees_with_pytorch_on_test_images(trained, synthetic_root, tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="the [export] extra is not installed")
+
+    from dhkd.data.images import load_split
+    from dhkd.data.index import index_category
+    from dhkd.inference import Predictor
+
+    out = tmp_path / "model.onnx"
+    test = synthetic_root / "widget" / "test"
+    assert main(["export", "--checkpoint", str(trained / "checkpoint.pt"), "--format", "onnx",
+                 "--out", str(out), "--check-images", str(test / "good")]) == 0  # fmt: skip
+    predictor = Predictor.from_checkpoint(trained / "checkpoint.pt")
+    images = load_split(index_category(synthetic_root, "widget"), "test", 64).images
+    ref_scores, ref_maps = predictor.predict_images(images)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    got = [session.run(None, {"image": x[i : i + 1]}) for i in range(len(x))]
+    scores = np.concatenate([g[0] for g in got])
+    maps = np.concatenate([g[1] for g in got])
+    scale = max(1.0, float(np.abs(ref_maps).max()))
+    assert maps.shape == ref_maps.shape == (len(images), 64, 64)
+    assert np.abs(maps - ref_maps).max() <= 1e-4 * scale
+    assert np.abs(scores - ref_scores).max() <= 1e-4 * scale
+
+
+def test_a_model_that_cannot_be_traced_is_a_clear_error(trained, tmp_path, monkeypatch):
+    pytest.importorskip("onnxscript", reason="the [export] extra is not installed")
+    from dhkd.errors import DhkdError
+    from dhkd.export import export_onnx
+    from dhkd.inference import Predictor
+
+    predictor = Predictor.from_checkpoint(trained / "checkpoint.pt")
+    monkeypatch.setattr(
+        predictor.unit, "maps_from", lambda images, feats: [torch.from_numpy(feats[0].numpy())]
+    )
+    images = np.zeros((2, 64, 64, 3), dtype=np.uint8)
+    with pytest.raises(DhkdError, match="cannot be exported to ONNX"):
+        export_onnx(predictor, tmp_path / "m.onnx", images)
+    assert not (tmp_path / "m.onnx").exists()

@@ -23,7 +23,14 @@ from pathlib import Path
 
 from dhkd.report import figures as F
 from dhkd.report import figures_optuna as FO
-from dhkd.report.collect import METRICS, StudyData, client_for, download_maps, load_study
+from dhkd.report.collect import (
+    METRICS,
+    StudyData,
+    client_for,
+    download_maps,
+    kept_weights,
+    load_study,
+)
 from dhkd.report.latex import (
     DEFAULT_LAYOUT,
     LAYOUTS,
@@ -34,7 +41,7 @@ from dhkd.report.latex import (
 )
 from dhkd.report.optuna_study import optuna_study, space
 from dhkd.report.paths import portable_text
-from dhkd.report.render import provenance_rows, to_csv, to_markdown
+from dhkd.report.render import FINGERPRINT_FIELDS, provenance_rows, to_csv, to_markdown
 from dhkd.report.select import Column, best_trial, columns
 from dhkd.report.tables import Table, build_table
 
@@ -92,6 +99,7 @@ def write_tables(tables: dict[str, Table], out: Path, layout: str = DEFAULT_LAYO
         "metric_key",
         "mlflow_value",
         "reference",
+        *FINGERPRINT_FIELDS,
     ]
     with open(out / "provenance.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
@@ -214,6 +222,7 @@ def build_report(
         "latex_layout": latex_layout,
         "columns": {c.key: c.trial.run_id if c.trial else None for c in cols},
         "partial": {m: t.partial for m, t in tables.items()},
+        "weights": dict(zip(("trials", "bytes"), kept_weights(data), strict=True)),
     }
     result.notes = [portable_text(note) for note in result.notes]
     (out / "report.json").write_text(json.dumps(meta, indent=1) + "\n")

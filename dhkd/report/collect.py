@@ -40,6 +40,7 @@ class Trial:
     metrics: dict[str, float]
     searched: list[str]
     units: list[dict[str, Any]] | None = None  # metrics.json "units", loaded on demand
+    tags: dict[str, str] = field(default_factory=dict)
 
     def metric(self, key: str) -> float | None:
         return self.metrics.get(key)
@@ -176,6 +177,7 @@ def _trial(run) -> Trial | None:
         params,
         dict(run.data.metrics),
         searched,
+        tags=dict(tags),
     )
 
 
@@ -257,6 +259,20 @@ def load_units(data: StudyData, trial: Trial) -> list[dict[str, Any]] | None:
         units = None
     trial.units = units if isinstance(units, list) else []
     return trial.units or None
+
+
+def kept_weights(data: StudyData) -> tuple[int, int]:
+    """(trials that kept their weights, total bytes of those checkpoint.pt artifacts)."""
+    from dhkd.weights import WEIGHTS_FILE
+
+    client, _ = client_for(data.tracking_uri)
+    sizes = [
+        a.file_size or 0
+        for t in data.trials
+        for a in client.list_artifacts(t.run_id)
+        if a.path == WEIGHTS_FILE
+    ]
+    return len(sizes), sum(sizes)
 
 
 def download_maps(data: StudyData, trial: Trial, out: Path) -> list[Path]:

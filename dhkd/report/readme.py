@@ -77,6 +77,12 @@ def summary_lines(data: StudyData, cols: list[Column], meta: dict[str, Any]) -> 
             f"{data.objective_value(best):.4f}; metrics computed on anomaly maps at the input "
             f"resolution, {size}x{size} px (data.image_size)"
         )
+    kept = meta.get("weights") or {}
+    lines.append(
+        f"- Weights kept: {kept.get('trials', 0)} of {len(data.trials)} trials, "
+        f"{kept.get('bytes', 0) / 2**20:.1f} MiB (checkpoint.pt artifacts of their runs; "
+        "`dhkd predict --run RUN_ID`, `dhkd reproduce RUN_ID`)"
+    )
     lines.append(
         "- Columns: "
         + "; ".join(

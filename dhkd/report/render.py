@@ -87,6 +87,18 @@ def to_csv(table: Table) -> str:
     return buf.getvalue()
 
 
+FINGERPRINT_FIELDS = {  # provenance column -> MLflow tag of the trial (dhkd/fingerprint.py)
+    "code_commit": "dhkd.fp.code_commit",
+    "code_dirty": "dhkd.fp.code_dirty",
+    "device": "dhkd.fp.device",
+    "data_fingerprint": "dhkd.fp.data",
+}
+
+
+def fingerprint_fields(tags: dict[str, str]) -> dict[str, str]:
+    return {column: tags.get(tag, "") for column, tag in FINGERPRINT_FIELDS.items()}
+
+
 def provenance_rows(table: Table) -> list[dict[str, object]]:
     """One row per number in the CSV: where it comes from (run id and metric key, artifact, or
     the published table)."""
@@ -108,7 +120,11 @@ def provenance_rows(table: Table) -> list[dict[str, object]]:
                     }
                 )
                 continue
-            trial = {"run_id": cell.run_id, "trial_number": c.trial.number if c.trial else None}
+            trial = {
+                "run_id": cell.run_id,
+                "trial_number": c.trial.number if c.trial else None,
+                **fingerprint_fields(c.trial.tags if c.trial else {}),
+            }
             rows.append(
                 {
                     **base,

@@ -3,6 +3,7 @@ the CPU; an edited training image is named as changed data; trials keep weights 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -108,3 +109,16 @@ def test_a_smoke_study_trial_reproduces_exactly(tmp_path, mlflow_template):
     rows = [ln.split() for ln in done.stdout.splitlines() if "/" in ln.split(" ")[0]]
     assert len(rows) >= 6  # three metrics of each category
     assert all(abs(float(r[1]) - float(r[2])) <= TOLERANCE for r in rows)
+
+    report = tmp_path / "report"
+    assert main(["report", "qs", "--tracking-uri", uri, "--out", str(report), "--no-log"]) == 0
+    with open(report / "provenance.csv") as f:
+        measured = [r for r in csv.DictReader(f) if r["run_id"]]
+    assert measured and all(r["device"].startswith("cpu:") for r in measured)
+    assert all(len(r["code_commit"]) == 40 and r["data_fingerprint"] for r in measured)
+    kept = sum(
+        a.file_size for r in runs for a in client.list_artifacts(r.info.run_id)
+        if a.path == "checkpoint.pt"
+    )  # fmt: skip
+    line = f"Weights kept: {len(runs)} of "
+    assert line in (report / "README.md").read_text() and kept > 0
