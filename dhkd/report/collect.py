@@ -3,8 +3,8 @@
 The layout is the one dhkd.study.tracking writes: an experiment named after the study, a study
 run (tag dhkd.role=study; params `spec.*` hold the spec, JSON-encoded where nested; artifact
 spec.yaml once the study ended) and a nested run per Optuna trial (tags dhkd.role=trial,
-optuna_trial_number, state; params = the flat TrainConfig + `study.*`; metrics
-`<category>/<metric>` and `<metric>` per epoch; artifacts metrics.json and maps_*.png).
+optuna_trial_number, state, dhkd.searched / categories / seeds; params = the flat TrainConfig;
+metrics `<category>/<metric>` and `<metric>` per epoch; artifacts metrics.json and maps_*.png).
 Everything here needs the tracking URI only, never the study's storage folder.
 """
 
@@ -40,7 +40,7 @@ class Trial:
     metrics: dict[str, float]
     searched: list[str]
     units: list[dict[str, Any]] | None = None  # metrics.json "units", loaded on demand
-    tags: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)  # bookkeeping: dhkd.seeds, provenance
 
     def metric(self, key: str) -> float | None:
         return self.metrics.get(key)
@@ -168,13 +168,12 @@ def _trial(run) -> Trial | None:
         number = int(tags.get("optuna_trial_number", ""))
     except ValueError:
         return None
-    params = dict(run.data.params)
-    searched = [k for k in params.get("study.searched", "").split(",") if k]
+    searched = [k for k in tags.get("dhkd.searched", "").split(",") if k]
     return Trial(
         run.info.run_id,
         number,
         tags.get("state", "RUNNING"),
-        params,
+        dict(run.data.params),
         dict(run.data.metrics),
         searched,
         tags=dict(tags),
@@ -227,8 +226,8 @@ def load_study(name: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> StudyData
 
 def _categories(spec: dict[str, Any], trials: list[Trial]) -> list[str]:
     for t in trials:
-        if t.params.get("study.categories"):
-            return t.params["study.categories"].split(",")
+        if t.tags.get("dhkd.categories"):
+            return t.tags["dhkd.categories"].split(",")
     data = spec.get("data") or {}
     return list((data.get("synthetic") or {}).get("categories") or data.get("categories") or [])
 

@@ -3,7 +3,7 @@
 Source 1 (when --storage-path is given and <storage>/<name>/study/optuna.db exists): the
 persistent study the searcher used, read from a temporary copy so the report never writes to it.
 Source 2 (always available): an in-memory study rebuilt from MLflow: one trial per trial run
-with the parameters the search suggested (param `study.searched`), parsed with the spec's
+with the parameters the search suggested (tag `dhkd.searched`), parsed with the spec's
 distributions, the final `objective` metric as value, and its per-epoch history as
 intermediate values; PRUNED and FAILED runs keep their state.
 """

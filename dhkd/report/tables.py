@@ -122,7 +122,7 @@ def measured_cell(data: StudyData, col: Column, row: str, metric: str) -> Cell:
     per_seed = _unit_values(load_units(data, trial), None if row == AVERAGE else row, metric)
     values = list(per_seed.values())
     std = float(np.std(values, ddof=1)) if len(values) >= 2 else None
-    n = len(values) or len(trial.params.get("study.seeds", "0").split(","))
+    n = len(values) or len(trial.tags.get("dhkd.seeds", "0").split(","))
     return Cell(100.0 * raw, std, n, "mlflow", trial.run_id, key, raw, list(per_seed))
 
 

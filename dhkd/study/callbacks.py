@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from ray.tune import Callback
 
 from dhkd.study.budget import budget_state
@@ -28,23 +29,33 @@ from dhkd.study.outcome import (
     tracked_metrics,
     trial_outcome,
 )
+from dhkd.study.presentation import NOTE, objective_name, trial_note
 from dhkd.study.spec import StudySpec
 from dhkd.study.tracking import Tracker
 from dhkd.study.trainable import NODE_ID
 
 
 def trial_params(spec: StudySpec, config: dict[str, Any]) -> dict[str, Any]:
-    """MLflow params of a trial: the resolved TrainConfig (flat) and the study keys."""
-    flat = spec.trial_config(config.get(PARAMS, {})).to_flat_dict()
+    """MLflow params of a trial: its settings, the resolved TrainConfig (flat), nothing else."""
+    return spec.trial_config(config.get(PARAMS, {})).to_flat_dict()
+
+
+def trial_tags(spec: StudySpec, config: dict[str, Any]) -> dict[str, str]:
+    """Bookkeeping of a trial run (tags, so the compare view has no such axes) and its
+    description while it runs."""
+    searched = config.get(PARAMS, {})
     return {
-        **flat,
-        "study.name": spec.name,
-        "study.trial_number": config.get(TRIAL_NUMBER),
-        "study.categories": ",".join(spec.data.category_names),
-        "study.seeds": ",".join(str(s) for s in spec.seeds),
-        "study.objective": f"{spec.objective.mode} {spec.objective.metric}",
-        "study.searched": ",".join(sorted(config.get(PARAMS, {}))),
+        "dhkd.categories": ",".join(spec.data.category_names),
+        "dhkd.seeds": ",".join(str(s) for s in spec.seeds),
+        "dhkd.objective": f"{spec.objective.mode} {objective_name(spec)}",
+        "dhkd.searched": ",".join(sorted(searched)),
+        NOTE: trial_note(spec, config.get(TRIAL_NUMBER), searched),
     }
+
+
+def trial_config_yaml(spec: StudySpec, config: dict[str, Any]) -> str:
+    cfg = spec.trial_config(config.get(PARAMS, {}))
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
 def error_text(trial) -> str:
@@ -88,6 +99,22 @@ def stop_reason(paths: StudyPaths, trial) -> str:
     return f"asha at epoch {stopped[trial.trial_id]}" if trial.trial_id in stopped else "stopped"
 
 
+def ending_note(spec: StudySpec, paths: StudyPaths, trial, state: str, error: str = "") -> str:
+    """The trial's description once it ended: COMPLETE / PRUNED by ... / FAILED, at which
+    epoch, with its objective or the first line of its error."""
+    result = trial.last_result or {}
+    epoch, value = result.get(EPOCH), result.get(OBJECTIVE)
+    by = ""
+    if state == PRUNED:
+        stopped = (read_json(paths.scheduler_state, {}) or {}).get("stopped", {})
+        if trial.trial_id in stopped:
+            by, epoch = "ASHA", stopped[trial.trial_id]
+        elif budget_state(paths).get("exhausted"):
+            by = "the time budget"
+    return trial_note(spec, trial.config[TRIAL_NUMBER], trial.config.get(PARAMS, {}), state,
+                      epoch=epoch, value=value, stopped_by=by, error=error)  # fmt: skip
+
+
 class TrackingCallback(Callback):
     def __init__(self, paths: StudyPaths, spec: StudySpec) -> None:
         self.paths = paths
@@ -107,9 +134,17 @@ class TrackingCallback(Callback):
             self.tracker = Tracker.open(self.paths)
         return self.tracker
 
+    def _start(self, trial) -> None:
+        self._tracker().start_trial(
+            trial.config[TRIAL_NUMBER],
+            trial.trial_id,
+            trial_params(self.spec, trial.config),
+            tags=trial_tags(self.spec, trial.config),
+            config=trial_config_yaml(self.spec, trial.config),
+        )
+
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        number = trial.config[TRIAL_NUMBER]
-        self._tracker().start_trial(number, trial.trial_id, trial_params(self.spec, trial.config))
+        self._start(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         number = trial.config[TRIAL_NUMBER]
@@ -137,22 +172,26 @@ class TrackingCallback(Callback):
         error = "the trial finished but its objective is not a finite number"
         folder = artifacts_of(trial)
         extra = provenance_of(folder, state, self.spec.weights_kept)
+        error = error if state == FAILED else None
+        note = ending_note(self.spec, self.paths, trial, state, error or "")
         self._tracker().end_trial(
             trial.config[TRIAL_NUMBER],
             state,
             artifacts=folder,
-            error=error if state == FAILED else None,
-            tags={**extra["tags"], **tags},
+            error=error,
+            tags={**extra["tags"], **tags, NOTE: note},
             exclude=extra["exclude"],
             inputs=extra["inputs"],
             metrics=metrics,
         )
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        error = error_text(trial)
         metrics, tags = self._cost(trial)
         tags["failures"] = str(trial.num_failures)
+        tags[NOTE] = ending_note(self.spec, self.paths, trial, FAILED, error)
         self._tracker().end_trial(
-            trial.config[TRIAL_NUMBER], FAILED, error=error_text(trial), tags=tags, metrics=metrics
+            trial.config[TRIAL_NUMBER], FAILED, error=error, tags=tags, metrics=metrics
         )
 
     def on_experiment_end(self, trials, **info) -> None:
@@ -171,11 +210,10 @@ class TrackingCallback(Callback):
                 continue
             if exhausted:
                 finish_trial(study, number, PRUNED, None)
-                self._tracker().start_trial(
-                    number, trial.trial_id, trial_params(self.spec, trial.config)
-                )
+                self._start(trial)
                 metrics, tags = self._cost(trial)
                 tags["stop_reason"] = "budget"
+                tags[NOTE] = ending_note(self.spec, self.paths, trial, PRUNED)
                 self._tracker().end_trial(number, PRUNED, tags=tags, metrics=metrics)
             else:
                 self._tracker().end_trial(number, None)

@@ -22,7 +22,9 @@ TRIAL_NUMBER = "trial_number"  # config key: the Optuna trial number
 PARAMS = "params"  # config key: {dotted TrainConfig key: value}
 
 COMPLETE, PRUNED, FAILED, RUNNING = "COMPLETE", "PRUNED", "FAILED", "RUNNING"
-RUN_STATUS = {COMPLETE: "FINISHED", PRUNED: "KILLED", FAILED: "FAILED"}  # MLflow run status
+# MLflow run status: a PRUNED trial ended normally (stopped early by the scheduler); its
+# `state` tag tells it from a COMPLETE one (see tracking.py)
+RUN_STATUS = {COMPLETE: "FINISHED", PRUNED: "FINISHED", FAILED: "FAILED"}
 BASE_METRICS = ("loss", "image_auroc", "pixel_auroc", "pixel_aupro")
 
 

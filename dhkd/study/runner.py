@@ -23,6 +23,7 @@ from dhkd.study.budget import BudgetStopper, add_used_time, budget_state
 from dhkd.study.layout import StudyPaths, digest, write_json
 from dhkd.study.live import read_live, study_cost
 from dhkd.study.lock import DriverLock, describe
+from dhkd.study.presentation import NOTE, best_line, experiment_tags, study_note
 from dhkd.study.searcher import open_optuna_study
 from dhkd.study.spec import StudySpec, spec_tree
 from dhkd.study.summary import StudySummary, collect, format_summary, write_summary
@@ -238,7 +239,8 @@ def _run_locked(
     started = _init_ray(opts)
     try:
         check_resources(spec)
-        tracker.start_study(spec.name, study_params(spec), {"dhkd.resumed": str(resumed)})
+        tags = {"dhkd.resumed": str(resumed), NOTE: study_note(spec)}
+        tracker.start_study(spec.name, study_params(spec), tags, experiment_tags(spec))
         tune_start = time.monotonic()
         try:
             _tuner(spec, paths, context, opts.quiet).fit()
@@ -285,13 +287,22 @@ def finish_study(
             metrics["best_objective"] = float(best["value"])
         for key in ("wall_s", "cpu_s", "gpu_s"):
             metrics[f"cost/{key.removesuffix('_s')}_hours"] = summary.compute[key] / 3600
-        tracker.end_study("FINISHED" if complete else "KILLED", metrics, tmp)
+        note = study_note(spec, outcome_text(spec, summary))
+        best_number = best["number"] if best else None
+        tracker.end_study("FINISHED" if complete else "KILLED", metrics, tmp, note, best_number)
         summary.tracking_pending = tracker.flush()
     summary.tracking_rejected = tracker.rejected
     write_summary(paths, summary)
     if not quiet:
         print(format_summary(spec, summary))
     return summary
+
+
+def outcome_text(spec: StudySpec, summary: StudySummary) -> str:
+    """The study note's outcome: trial counts (what stopped the PRUNED ones) and the best."""
+    counts = ", ".join(f"{n} {s}" for s, n in summary.counts().items()) or "no trials"
+    state = "finished" if summary.complete else "not finished (rerun the command to resume)"
+    return f"**Trials**: {counts}; the study is {state}\n\n{best_line(spec, summary.best)}"
 
 
 def read_runtime_artifacts(paths: StudyPaths) -> str | None:

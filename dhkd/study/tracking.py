@@ -4,8 +4,18 @@ Layout: one experiment per study (named after it, artifact location set explicit
 run (tags dhkd.role=study, dhkd.study, dhkd.study_uid) and one nested run per Optuna trial
 (mlflow.parentRunId = the study run; tags dhkd.role=trial, trial_id, optuna_trial_number,
 state = RUNNING / COMPLETE / PRUNED / FAILED, and for failures `error` + an error.txt
-artifact). Status: COMPLETE -> FINISHED, PRUNED -> KILLED, FAILED -> FAILED; a trial
-interrupted with the driver is KILLED until the study resumes it.
+artifact). A trial run's params are its settings (the resolved TrainConfig, flat); what is
+bookkeeping (trial number, Ray trial id, nodes, state, the study's categories, seeds,
+objective and searched keys) is a tag. Every trial run gets its config.yaml when it starts.
+The experiment's tags and the runs' descriptions (notes) are written by presentation.py.
+
+MLflow run status of a trial's final state:
+    COMPLETE -> FINISHED                     (tag state=COMPLETE)
+    PRUNED   -> FINISHED                     (tag state=PRUNED, stop_reason: asha at epoch N |
+                                              budget): stopped early by the scheduler, which
+                                              is a normal end of a trial, not a failure
+    FAILED   -> FAILED                       (tags state=FAILED, error; error.txt)
+    interrupted with the driver -> KILLED   (tag state=INTERRUPTED) until the study resumes it
 
 Every change is an operation (a plain dict) applied by `_apply`; runs are found by key
 ("study", "trial:<n>") through tracking.json and, failing that, by their tags, so applying an
@@ -121,12 +131,27 @@ class Tracker:
         return cls(paths, runtime["tracking_uri"], runtime.get("artifact_location"))
 
     # -- public operations ------------------------------------------------------------------
-    def start_study(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> None:
-        self.submit({"op": "study_start", "name": name, "params": params, "tags": tags})
+    def start_study(
+        self,
+        name: str,
+        params: dict[str, Any],
+        tags: dict[str, str],
+        experiment_tags: dict[str, str] | None = None,
+    ) -> None:
+        self.submit({"op": "study_start", "name": name, "params": params, "tags": tags,
+                     "experiment_tags": experiment_tags or {}})  # fmt: skip
 
-    def start_trial(self, number: int, trial_id: str, params: dict[str, Any]) -> None:
+    def start_trial(
+        self,
+        number: int,
+        trial_id: str,
+        params: dict[str, Any],
+        tags: dict[str, str] | None = None,
+        config: str | None = None,
+    ) -> None:
+        """params: the trial's settings; tags: bookkeeping; config: its config.yaml text."""
         self.submit({"op": "trial_start", "number": number, "trial_id": trial_id,
-                     "params": params})  # fmt: skip
+                     "params": params, "tags": tags or {}, "config": config})  # fmt: skip
 
     def log_metrics(self, number: int, metrics: dict[str, float], step: int) -> None:
         if metrics:
@@ -153,9 +178,19 @@ class Tracker:
                      "exclude": exclude or [], "inputs": inputs or [],
                      "metrics": metrics or {}, "ts": int(time.time() * 1000)})  # fmt: skip
 
-    def end_study(self, status: str, metrics: dict[str, float], artifacts: str | None) -> None:
+    def end_study(
+        self,
+        status: str,
+        metrics: dict[str, float],
+        artifacts: str | None,
+        note: str | None = None,
+        best: int | None = None,
+    ) -> None:
+        """note: the study run's description, where `{best}` becomes a link to the run of
+        trial `best` (resolved when the operation is applied, so a replay links it too)."""
         self.submit({"op": "study_end", "status": status, "metrics": metrics,
-                     "artifacts": artifacts, "ts": int(time.time() * 1000)})  # fmt: skip
+                     "artifacts": artifacts, "ts": int(time.time() * 1000),
+                     "note": note, "best": best})  # fmt: skip
 
     def final_state(self, number: int) -> str | None:
         return self.state["runs"].get(str(number), {}).get("state")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dhkd.study.outcome import COMPLETE, FAILED, PRUNED, RUN_STATUS, RUNNING
+from dhkd.study.presentation import NOTE, run_route
 
 STUDY_TAGS = ("dhkd.role", "dhkd.study", "dhkd.study_uid")
 MAX_TAG = 5000
@@ -106,6 +107,8 @@ def apply_study_start(tr: RunStore, op: dict[str, Any]) -> None:
         _reopen(tr, run_id, tr.client.get_run(run_id).info.status)
     tr.state["study_run_id"] = run_id
     tr.save()
+    for key, value in (op.get("experiment_tags") or {}).items():
+        tr.client.set_experiment_tag(exp_id, key, value)
     _log(tr, run_id, params=op["params"], tags=op["tags"])
 
 
@@ -143,8 +146,10 @@ def apply_trial_start(tr: RunStore, op: dict[str, Any]) -> None:
     if rec.get("state"):
         return  # already final: a rerun of a finished trial is not tracked again
     _reopen(tr, rec["run_id"], tr.client.get_run(rec["run_id"]).info.status)
-    tags = {"trial_id": op["trial_id"], "state": RUNNING}
+    tags = {**(op.get("tags") or {}), "trial_id": op["trial_id"], "state": RUNNING}
     _log(tr, rec["run_id"], params=op["params"], tags=tags)
+    if op.get("config"):
+        tr.client.log_text(rec["run_id"], op["config"], "config.yaml")
     rec["trial_id"] = op["trial_id"]
     tr.save()
 
@@ -252,7 +257,20 @@ def apply_study_end(tr: RunStore, op: dict[str, Any]) -> None:
     if op.get("artifacts"):
         tr.client.log_artifacts(run_id, op["artifacts"])
     _log(tr, run_id, metrics=op.get("metrics"), ts=op["ts"], step=0)
+    if op.get("note"):
+        _log(tr, run_id, tags={NOTE: _with_best_link(tr, op["note"], op.get("best"))})
     tr.client.set_terminated(run_id, status=op["status"])
+
+
+def _with_best_link(tr: RunStore, note: str, best: int | None) -> str:
+    """The note with `{best}` replaced by a link to the best trial's run (its name alone while
+    the run is unknown)."""
+    if best is None:
+        return note
+    rec = tr.state["runs"].get(str(best))
+    name = f"trial #{best}"
+    link = f"[{name}]({run_route(tr.state['experiment_id'], rec['run_id'])})" if rec else name
+    return note.replace("{best}", link)
 
 
 Operation = Callable[[RunStore, dict[str, Any]], None]

@@ -1,5 +1,5 @@
 """A hand-made study in MLflow, written through the platform's own Tracker (dhkd.study.tracking)
-with the platform's study and trial params, so its layout is exactly what `dhkd study run`
+with the platform's study and trial params and tags, so its layout is exactly what `dhkd study run`
 writes; the metric values are chosen here, so tests know every expected number."""
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _artifacts(folder: Path, summary: dict, units: list[dict]) -> Path:
 
 def write_study(tmp: Path, uri: str, trials: list[FakeTrial], **changes) -> str:
     """Track a finished study of `trials` into `uri`; returns its name."""
-    from dhkd.study.callbacks import trial_params
+    from dhkd.study.callbacks import trial_params, trial_tags
     from dhkd.study.layout import StudyPaths
     from dhkd.study.runner import study_params
     from dhkd.study.spec import parse_spec
@@ -105,7 +105,8 @@ def write_study(tmp: Path, uri: str, trials: list[FakeTrial], **changes) -> str:
             "trial_number": t.number,
             "params": {"noise.sigma": t.sigma, "loss.affinity_weight": t.weight},
         }
-        tracker.start_trial(t.number, f"ray{t.number}", trial_params(spec, config))
+        params, tags = trial_params(spec, config), trial_tags(spec, config)
+        tracker.start_trial(t.number, f"ray{t.number}", params, tags=tags)
         if t.state == "FAILED":
             tracker.end_trial(t.number, "FAILED", error="TrainingError: non-finite loss")
             continue

@@ -38,7 +38,9 @@ def test_quickstart_smoke(tmp_path, mlflow_template):
     client = MlflowClient(uri)
     for run in runs:
         assert run.data.params["backbone.name"] == "tiny"
-        assert run.data.params["study.categories"] == "stripes,widget"
+        assert run.data.tags["dhkd.categories"] == "stripes,widget"
+        assert not [k for k in run.data.params if k.startswith("study.")]  # bookkeeping: tags
+        assert "config.yaml" in {f.path for f in client.list_artifacts(run.info.run_id)}
         if run.data.tags["state"] == "COMPLETE":
             names = {f.path for f in client.list_artifacts(run.info.run_id)}
             assert {"maps_stripes_s0.png", "maps_widget_s0.png", "metrics.json"} <= names

@@ -41,8 +41,13 @@ def test_pruned_and_failed_trials_reach_optuna_and_mlflow(tmp_path, tracking_uri
     study, runs = mlflow_runs(tracking_uri, "fake")
     assert study.info.status == "FINISHED"
     assert len(runs) == 3 and all(r.info.status != "RUNNING" for r in runs)
+    client = __import__("mlflow").tracking.MlflowClient(tracking_uri)
     by_number = {int(r.data.tags["optuna_trial_number"]): r for r in runs}
-    expected = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+    expected = {
+        "COMPLETE": "FINISHED",
+        "PRUNED": "FINISHED",
+        "FAIL": "FAILED",
+    }  # pruned: no failure
     for t in (first, second, failed):
         run = by_number[t.number]
         assert run.data.tags["mlflow.parentRunId"] == study.info.run_id
@@ -51,11 +56,24 @@ def test_pruned_and_failed_trials_reach_optuna_and_mlflow(tmp_path, tracking_uri
         assert run.data.tags["trial_id"] == t.user_attrs["ray_trial_id"]
         assert run.data.params["noise.sigma"] == str(t.params["noise.sigma"])
         assert run.data.params["optim.epochs"] == "4"  # the resolved TrainConfig
+        assert not [k for k in run.data.params if k.startswith("study.")]  # bookkeeping: tags
+        assert run.data.tags["dhkd.searched"] == "noise.sigma"
+        assert "config.yaml" in {f.path for f in client.list_artifacts(run.info.run_id)}
+    notes = {n: r.data.tags["mlflow.note.content"] for n, r in by_number.items()}
+    assert "**COMPLETE** at epoch 4; objective/pixel_aupro = 1.0000" in notes[first.number]
+    assert "**PRUNED by ASHA** at epoch 1: stopped early" in notes[second.number]
+    assert (
+        "**FAILED** at epoch 1: dhkd.errors.TrainingError: non-finite loss" in notes[failed.number]
+    )
+    study_note = study.data.tags["mlflow.note.content"]
+    assert study_note.startswith("**fake trainings for platform tests**")
+    exp_id, best_run = study.info.experiment_id, by_number[first.number].info.run_id
+    link = f"[trial #{first.number}](#/experiments/{exp_id}/runs/{best_run}?workflowType="
+    assert f"**Best trial**: {link}" in study_note and "1 PRUNED" in study_note
     assert by_number[second.number].data.tags["stop_reason"] == "asha at epoch 1"
     err = by_number[failed.number]
     assert "TrainingError" in err.data.tags["error"] and "non-finite loss" in err.data.tags["error"]
     assert err.data.tags["failures"] == "2"
-    client = __import__("mlflow").tracking.MlflowClient(tracking_uri)
     text = client.download_artifacts(err.info.run_id, "error.txt", str(tmp_path / "dl"))
     assert "non-finite loss" in Path(text).read_text()
     history = client.get_metric_history(by_number[first.number].info.run_id, "a/pixel_aupro")
@@ -84,4 +102,5 @@ def test_time_budget_prunes_what_runs_and_ends_the_study(tmp_path, tracking_uri,
     assert [r["state"] for r in summary.trials] == ["PRUNED"]
     study, runs = mlflow_runs(tracking_uri, "fake")
     assert study.info.status == "FINISHED"
-    assert [(r.info.status, r.data.tags["stop_reason"]) for r in runs] == [("KILLED", "budget")]
+    assert [(r.info.status, r.data.tags["stop_reason"]) for r in runs] == [("FINISHED", "budget")]
+    assert "**PRUNED by the time budget**" in runs[0].data.tags["mlflow.note.content"]

@@ -89,3 +89,32 @@ def test_outbox_keeps_results_while_down_and_replays_them(tmp_path, tracking_uri
     assert not list((paths.outbox_files).glob("*"))
     state = read_json(paths.tracking_state)
     assert state["study_run_id"] == study.info.run_id and len(state["runs"]) == 3
+
+
+def test_experiment_tags_config_and_the_best_trial_link(tmp_path, tracking_uri):
+    from dhkd.study.presentation import NOTE, VIEW_TAG, experiment_tags
+    from dhkd.study.spec import parse_spec
+
+    tree = {"name": "s", "description": "Does noise help?", "preset": "tiny",
+            "data": {"root": str(tmp_path), "dataset": "custom", "categories": ["a"]},
+            "scientific": {"noise.sigma": {"type": "categorical", "values": [0.1, 0.2]}},
+            "sampler": {"type": "grid"}}  # fmt: skip
+    spec = parse_spec(tree)
+    paths = StudyPaths(tmp_path / "ray", "s")
+    tracker = Tracker(paths, tracking_uri)
+    tracker.start_study("s", {}, {NOTE: "running"}, experiment_tags(spec))
+    tracker.start_trial(0, "ray0", {"noise.sigma": 0.1}, tags={"dhkd.seeds": "0"},
+                        config="noise:\n  sigma: 0.1\n")  # fmt: skip
+    tracker.end_trial(0, "PRUNED", tags={"stop_reason": "asha at epoch 1"})
+    tracker.end_study("FINISHED", {}, None, note="**Best trial**: {best}, 0.5", best=0)
+    study, (trial,) = mlflow_runs(tracking_uri, "s")
+    exp = tracker.client.get_experiment(study.info.experiment_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    view = __import__("json").loads(exp.tags[VIEW_TAG])
+    assert "params.`noise.sigma`" in view["selectedColumns"]
+    assert view["orderByKey"] == "metrics.`objective/pixel_aupro`" and not view["orderByAsc"]
+    route = f"#/experiments/{exp.experiment_id}/runs/{trial.info.run_id}?workflowType="
+    assert study.data.tags[NOTE].startswith(f"**Best trial**: [trial #0]({route}")
+    assert trial.info.status == "FINISHED" and trial.data.tags["state"] == "PRUNED"
+    assert trial.data.tags["dhkd.seeds"] == "0" and "dhkd.seeds" not in trial.data.params
+    assert [f.path for f in tracker.client.list_artifacts(trial.info.run_id)] == ["config.yaml"]
