@@ -13,15 +13,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ui",
         help="browse studies in the MLflow UI (http://127.0.0.1:5000)",
-        description="Start `mlflow ui` on the tracking store the studies write to. It listens "
-        "on 127.0.0.1 only, unless --host says otherwise (e.g. 0.0.0.0 exposes it to the "
-        "network: do that only behind a firewall or an authenticating proxy).",
+        description="Start `mlflow ui` on the tracking store the studies write to and print "
+        "the URL of each study's runs page (the study run and its trials, with their state, "
+        "objective and parameters). It listens on 127.0.0.1 only, unless --host says "
+        "otherwise (e.g. 0.0.0.0 exposes it to the network: do that only behind a firewall "
+        "or an authenticating proxy).",
     )
     p.add_argument("--tracking-uri", default=None, help="default: sqlite:///runs/mlflow.db")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
     p.add_argument("--workers", type=int, default=1, help="server processes (1 is plenty)")
+    p.add_argument(
+        "--study",
+        default=None,
+        help="print only this study's runs page (the URL opens its runs table)",
+    )
+    p.add_argument(
+        "--open",
+        action="store_true",
+        help="open the study's runs page (or the UI) in the default web browser",
+    )
     p.set_defaults(func=run)
+
+
+def study_pages(uri: str, base: str, only: str | None = None) -> list[tuple[str, str]]:
+    """(study name, URL of its runs page) for each study in the store, or for `only` (a
+    DhkdError naming the known studies when there is no such study)."""
+    from mlflow.tracking import MlflowClient
+
+    from dhkd.errors import DhkdError
+    from dhkd.study.presentation import runs_route
+
+    experiments = [e for e in MlflowClient(uri).search_experiments() if "dhkd.study" in e.tags]
+    pages = sorted((e.name, f"{base}/{runs_route(e.experiment_id)}") for e in experiments)
+    if only is None:
+        return pages
+    chosen = [page for page in pages if page[0] == only]
+    if not chosen:
+        known = ", ".join(name for name, _ in pages) or "none yet"
+        raise DhkdError(f"no study named '{only}' at {uri}; studies there: {known}")
+    return chosen
 
 
 def ui_command(uri: str, host: str, port: int, workers: int = 1) -> list[str]:
@@ -43,19 +74,42 @@ def run(args: argparse.Namespace) -> int:
                 f"no tracking store at {uri}: run a study first, or pass --tracking-uri"
             )
         uri = normalize_uri(uri)
-    print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
+    base = f"http://{args.host}:{args.port}"
+    pages = study_pages(uri, base, args.study)
+    print(f"MLflow UI for {uri} at {base} (Ctrl+C to stop)", flush=True)
+    for name, url in pages:
+        print(f"  study {name}: {url}", flush=True)
     # The server runs in its own process group so that stopping `dhkd ui` (Ctrl+C or SIGTERM)
     # stops all of its worker processes too.
     proc = subprocess.Popen(ui_command(uri, args.host, args.port, args.workers),
                             start_new_session=True)  # fmt: skip
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
+        if args.open:
+            _open_when_up(proc, base, pages[0][1] if len(pages) == 1 else base)
         return proc.wait()
     except KeyboardInterrupt:
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
         _stop_group(proc)
+
+
+def _open_when_up(proc: subprocess.Popen, base: str, url: str, wait_s: float = 120.0) -> None:
+    """Open `url` in the default browser once the server answers."""
+    import time
+    import urllib.request
+    import webbrowser
+
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2):
+                break
+        except OSError:
+            time.sleep(1)
+    if proc.poll() is None and not webbrowser.open(url):
+        print(f"no web browser to open here; open {url}", flush=True)
 
 
 def _raise_interrupt(signum, frame) -> None:

@@ -103,7 +103,7 @@ def format_summary(spec: StudySpec, summary: StudySummary) -> str:
     for text in summary.tracking_rejected:
         lines.append(f"tracking rejected: {text}")
     lines.append(f"results: {summary.experiment}")
-    lines.append(f"browse: dhkd ui --tracking-uri {summary.tracking_uri}")
+    lines.append(f"browse: dhkd ui --tracking-uri {summary.tracking_uri} --study {summary.name}")
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from dhkd.cli import main
 from dhkd.commands.ui import ui_command
+from dhkd.errors import DhkdError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,6 +40,22 @@ def test_ui_binds_localhost_by_default():
     from dhkd.cli import build_parser
 
     assert build_parser().parse_args(["ui"]).host == "127.0.0.1"
+
+
+def test_ui_prints_each_study_runs_page(tracking_uri):
+    from mlflow.tracking import MlflowClient
+
+    from dhkd.commands.ui import study_pages
+
+    client = MlflowClient(tracking_uri)
+    exp = client.create_experiment("noise", tags={"dhkd.study": "noise"})
+    client.create_experiment("other")  # not a study: not listed
+    base = "http://127.0.0.1:5000"
+    route = f"#/experiments/{exp}/runs?workflowType=machine_learning&viewStateShareKey=dhkd-runs"
+    assert study_pages(tracking_uri, base) == [("noise", f"{base}/{route}")]
+    assert study_pages(tracking_uri, base, "noise") == [("noise", f"{base}/{route}")]
+    with pytest.raises(DhkdError, match=r"no study named 'nois' .* studies there: noise"):
+        study_pages(tracking_uri, base, "nois")
 
 
 def _free_port() -> int:
