@@ -2,6 +2,8 @@
 
 Output folder:
     README.md                 the report: summary, the three tables, figures, notes
+    README.html               the same, self-contained (figures embedded, linked text files
+                              inside): what MLflow's artifact viewer shows (html.py)
     tables/<metric>.md|.tex|.csv
     tables/<metric>_notes.md|.tex   the long notes of each table (tests, missing cells, sources)
     tables/preamble.tex       the packages the .tex tables need
@@ -45,7 +47,15 @@ from dhkd.report.render import FINGERPRINT_FIELDS, provenance_rows, to_csv, to_m
 from dhkd.report.select import Column, best_trial, columns
 from dhkd.report.tables import Table, build_table
 
-OUTPUTS = ("tables", "figures", "README.md", "provenance.csv", "provenance.json", "report.json")
+OUTPUTS = (
+    "tables",
+    "figures",
+    "README.md",
+    "README.html",
+    "provenance.csv",
+    "provenance.json",
+    "report.json",
+)
 
 
 @dataclass
@@ -193,6 +203,7 @@ def build_report(
 ) -> ReportResult:
     """Write the report of study `name` into `out` (see the module docstring); `latex_layout`
     is one of latex.LAYOUTS."""
+    from dhkd.report.html import write_html
     from dhkd.report.readme import write_readme
 
     if latex_layout not in LAYOUTS:
@@ -227,6 +238,7 @@ def build_report(
     result.notes = [portable_text(note) for note in result.notes]
     (out / "report.json").write_text(json.dumps(meta, indent=1) + "\n")
     write_readme(data, cols, result, meta)
+    write_html(out, f"Report: study {data.name}")
     if log_artifacts:
         client, _ = client_for(data.tracking_uri)
         client.log_artifacts(data.study_run_id, str(out), artifact_path="report")

@@ -66,7 +66,8 @@ def to_markdown(table: Table) -> str:
 
 def to_csv(table: Table) -> str:
     """Wide CSV: category, then `<key> mean|std|n` per measured column and `<key>` per
-    published column; percent at full precision, empty where there is no value."""
+    published column; percent with one decimal as in the tables (provenance.csv keeps full
+    precision), empty where there is no value."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     head = ["category"]
@@ -77,9 +78,9 @@ def to_csv(table: Table) -> str:
         line: list[object] = [row]
         for c in table.columns:
             cell = table.cells[(row, c.key)]
-            value = "" if cell.value is None else cell.value
+            value = "" if cell.value is None else f"{cell.value:.1f}"
             if c.kind == "measured":
-                std = "" if cell.std is None else cell.std
+                std = "" if cell.std is None else f"{cell.std:.1f}"
                 line += [value, std, cell.n if cell.value is not None else ""]
             else:
                 line.append(value)

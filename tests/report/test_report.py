@@ -57,6 +57,24 @@ def test_tables_figures_and_provenance_are_written(report):
     assert "tables/preamble.tex" in readme and "tables/pixel_aupro_notes.tex" in readme
 
 
+def test_the_html_report_is_self_contained(report):
+    """README.html embeds every figure and links only inside itself (MLflow shows it in a
+    sandboxed iframe, where a relative path cannot resolve)."""
+    import re
+
+    _, out = report
+    page = (out / "README.html").read_text()
+    images = re.findall(r'<img alt="([^"]+)" src="([^"]+)"', page)
+    assert sorted(alt for alt, _ in images) == sorted(FIGURES)
+    assert all(src.startswith("data:image/png;base64,iVBOR") for _, src in images)
+    links = re.findall(r'href="([^"]+)"', page)
+    ids = set(re.findall(r' id="([^"]+)"', page))
+    assert links and all(link.startswith("#") and link[1:] in ids for link in links)
+    assert "#file-provenance-csv" in links and "#file-tables-pixel-aupro-csv" in links
+    assert "<th>category</th>" in page  # the CSVs as HTML tables
+    assert "figures/qualitative.pdf</span>, beside this page" in page  # PDFs named, not linked
+
+
 def test_report_is_logged_to_the_study_run(tmp_path, fresh_uri, capsys):
     from mlflow.tracking import MlflowClient
 
@@ -69,7 +87,7 @@ def test_report_is_logged_to_the_study_run(tmp_path, fresh_uri, capsys):
     experiment = client.get_experiment_by_name(name).experiment_id
     study_run = client.search_runs([experiment], "tags.`dhkd.role` = 'study'")[0]
     logged = {a.path for a in client.list_artifacts(study_run.info.run_id, "report")}
-    assert {"report/README.md", "report/tables", "report/figures"} <= logged
+    assert {"report/README.md", "report/README.html", "report/tables", "report/figures"} <= logged
     assert "baseline σ 0.2" in (out / "tables" / "image_auroc.md").read_text()
     assert "--baseline 0.2" in (out / "README.md").read_text()  # the command to regenerate
 
