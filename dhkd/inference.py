@@ -28,8 +28,8 @@ class Predictor:
     """One unit (category, seed) of a checkpoint, ready to score images."""
 
     unit: MethodUnit
-    threshold: Threshold | None
-    map_range: tuple[float, float]
+    threshold: Threshold | None  # None: weights of a trial stopped early
+    map_range: tuple[float, float] | None  # overlay scale; None: each map's own range
     fingerprint: dict[str, Any]
 
     @property
@@ -63,12 +63,12 @@ class Predictor:
                 torch.device(device),
             )
         )
-        threshold = entry.get("threshold")
+        threshold, span = entry.get("threshold"), entry.get("map_range")
         return cls(
             unit,
             Threshold.from_dict(threshold) if threshold else None,
-            tuple(float(v) for v in entry["map_range"]),
-            data.get("fingerprint", {}),
+            (float(span[0]), float(span[1])) if span else None,
+            data.get("fingerprint") or {},
         )
 
     @classmethod

@@ -72,9 +72,13 @@ def collect_images(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
     return out
 
 
-def overlay(image_path: Path, anomaly_map: np.ndarray, low: float, high: float) -> np.ndarray:
-    """BGR image at its own size with the map (scaled by the run's map range) blended in."""
+def overlay(
+    image_path: Path, anomaly_map: np.ndarray, span: tuple[float, float] | None
+) -> np.ndarray:
+    """BGR image at its own size with the map blended in, scaled by the run's map range (or by
+    the map's own range when the weights have none)."""
     raw = read_raw(image_path, cv2.IMREAD_COLOR)
+    low, high = span or (float(anomaly_map.min()), float(anomaly_map.max()))
     scaled = np.clip((anomaly_map - low) / max(high - low, 1e-12), 0.0, 1.0)
     heat = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET)
     heat = cv2.resize(heat, (raw.shape[1], raw.shape[0]), interpolation=cv2.INTER_LINEAR)
@@ -123,7 +127,7 @@ def predict_files(
             (out / pred.map).parent.mkdir(parents=True, exist_ok=True)
             (out / pred.overlay).parent.mkdir(parents=True, exist_ok=True)
             np.save(out / pred.map, amap.astype(np.float32))
-            picture = overlay(Path(pred.path), amap, *predictor.map_range)
+            picture = overlay(Path(pred.path), amap, predictor.map_range)
             cv2.imwrite(str(out / pred.overlay), picture)
             results.append(pred)
             bar.update(1)
@@ -147,7 +151,7 @@ def write_predictions(out: Path, results: list[Prediction], predictor: Predictor
         "seed": unit.seed,
         "image_size": predictor.image_size,
         "threshold": predictor.threshold.to_dict() if predictor.threshold else None,
-        "map_range": list(predictor.map_range),
+        "map_range": list(predictor.map_range) if predictor.map_range else None,
         "images": len(results),
         "errors": sum(p.status == "error" for p in results),
         "defective": sum(p.decision == "defective" for p in results),

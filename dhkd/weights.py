@@ -9,6 +9,10 @@ COMPLETE study trial as an MLflow artifact), readable with torch.load(weights_on
                 "threshold": dhkd.threshold.Threshold as a dict,
                 "map_range": [low, high] of the anomaly maps on the selection images}]}
 
+A trial stopped early (PRUNED) has not been evaluated to its end: the weights of its last
+snapshot (`from_training_state`, kept when the spec says keep_weights: all) have threshold and
+map_range None, and an empty fingerprint.
+
 The model's feature-normalisation statistics are buffers of its state dict. `load_weights`
 checks the format and version and says what to do with anything else.
 """
@@ -30,6 +34,35 @@ def weights_dict(
 ) -> dict[str, Any]:
     return {"format": FORMAT, "version": VERSION, "config": config,
             "fingerprint": fingerprint, "units": units}  # fmt: skip
+
+
+def backbone_shapes(cfg) -> list[list[int]]:
+    """[C, H, W] of each backbone level at the config's input size."""
+    import torch
+
+    from dhkd.features import frozen_backbone
+
+    size = cfg.data.image_size
+    with torch.no_grad():
+        feats = frozen_backbone(cfg, torch.device("cpu"))(torch.zeros(1, 3, size, size))
+    return [list(f.shape[1:]) for f in feats]
+
+
+def from_training_state(cfg, state: dict[str, Any]) -> dict[str, Any]:
+    """Weights of a training-state snapshot ({"epoch", "units": [unit state_dict()]})."""
+    shapes = backbone_shapes(cfg)
+    units = [
+        {
+            "category": u["category"],
+            "seed": u["seed"],
+            "model": u["model"],
+            "shapes": shapes,
+            "threshold": None,
+            "map_range": None,
+        }
+        for u in state["units"]
+    ]
+    return weights_dict(cfg.model_dump(mode="json"), {}, units)
 
 
 def save_weights(data: dict[str, Any], path: str | Path) -> None:

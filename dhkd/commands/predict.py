@@ -59,7 +59,11 @@ def run(args: argparse.Namespace) -> int:
     bad = [p for p in results if p.status == "error"]
     defective = sum(p.decision == "defective" for p in results)
     t = predictor.threshold
-    rule = f"threshold {t.value:.6g} ({t.mode}, chosen on {t.source})" if t else "no threshold"
+    rule = (
+        f"threshold {t.value:.6g} ({t.mode}, chosen on {t.source})"
+        if t
+        else "no threshold (weights of a trial stopped early: scores only)"
+    )
     print(
         f"{len(results) - len(bad)} images scored, {defective} defective at {rule}; "
         f"wrote {args.out}/predictions.csv, predictions.json, overlays/, maps/"

@@ -8,6 +8,7 @@ reconnects them.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,24 @@ def artifacts_of(trial) -> str | None:
         return None
     folder = Path(checkpoint.path) / "artifacts"
     return str(folder) if folder.is_dir() else None
+
+
+def snapshot_weights(spec: StudySpec, trial, out: Path) -> str | None:
+    """A folder holding checkpoint.pt made from the trial's last training snapshot (a trial
+    stopped early); None when it has no snapshot."""
+    import torch
+
+    from dhkd.weights import WEIGHTS_FILE, from_training_state, save_weights
+
+    checkpoint = trial.checkpoint
+    state_file = Path(checkpoint.path) / "state.pt" if checkpoint is not None else None
+    if state_file is None or not state_file.is_file():
+        return None
+    state = torch.load(state_file, map_location="cpu", weights_only=True)
+    cfg = spec.trial_config(trial.config.get(PARAMS, {}))
+    out.mkdir(parents=True, exist_ok=True)
+    save_weights(from_training_state(cfg, state), out / WEIGHTS_FILE)
+    return str(out)
 
 
 def provenance_of(folder: str | None, state: str, keep: str) -> dict[str, Any]:
@@ -174,16 +193,19 @@ class TrackingCallback(Callback):
         extra = provenance_of(folder, state, self.spec.weights_kept)
         error = error if state == FAILED else None
         note = ending_note(self.spec, self.paths, trial, state, error or "")
-        self._tracker().end_trial(
-            trial.config[TRIAL_NUMBER],
-            state,
-            artifacts=folder,
-            error=error,
-            tags={**extra["tags"], **tags, NOTE: note},
-            exclude=extra["exclude"],
-            inputs=extra["inputs"],
-            metrics=metrics,
-        )
+        with tempfile.TemporaryDirectory(prefix="dhkd-snapshot-") as tmp:
+            if folder is None and state == PRUNED and self.spec.weights_kept == "all":
+                folder = snapshot_weights(self.spec, trial, Path(tmp))
+            self._tracker().end_trial(
+                trial.config[TRIAL_NUMBER],
+                state,
+                artifacts=folder,
+                error=error,
+                tags={**extra["tags"], **tags, NOTE: note},
+                exclude=extra["exclude"],
+                inputs=extra["inputs"],
+                metrics=metrics,
+            )
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         error = error_text(trial)

@@ -169,7 +169,8 @@ class StudySpec(_Strict):
     keep_weights: Literal["complete", "all", "none"] | None = Field(
         None,
         description="trial weights kept as MLflow artifacts: complete (default: COMPLETE "
-        "trials), all (also trials that ended FAILED after training), none",
+        "trials), all (also FAILED trials that finished training, and PRUNED trials' last "
+        "snapshot, without a threshold), none",
     )
     base_dir: str = Field(".", description="where relative data paths resolve (set by load_spec)")
 

@@ -122,3 +122,41 @@ def test_a_smoke_study_trial_reproduces_exactly(tmp_path, mlflow_template):
     )  # fmt: skip
     line = f"Weights kept: {len(runs)} of "
     assert line in (report / "README.md").read_text() and kept > 0
+
+
+def test_a_pruned_trial_keeps_its_last_snapshot_when_the_spec_asks(data, tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+
+    from dhkd.config import load_config
+    from dhkd.inference import Predictor
+    from dhkd.study.callbacks import snapshot_weights
+    from dhkd.study.outcome import PARAMS
+    from dhkd.study.spec import StudySpec
+    from dhkd.train import fit_units
+
+    spec = StudySpec.model_validate(
+        {"name": "snap", "description": "d", "preset": "tiny", "keep_weights": "all",
+         "data": {"root": str(data), "dataset": "custom", "categories": ["widget"]},
+         "fixed": {"optim.epochs": 3}}
+    )  # fmt: skip
+    params = {"optim.lr": 0.002}
+    states = {}
+    cfg = load_config("tiny", overrides={"optim.epochs": 3, **params})
+    fit_units(cfg, data, [("widget", 0)], progress=False,
+              callback=lambda r: states.setdefault(r.epoch, r.state()))  # fmt: skip
+    snapshot = tmp_path / "ckpt"
+    snapshot.mkdir()
+    torch.save(states[1], snapshot / "state.pt")  # stopped by ASHA after epoch 1
+    trial = SimpleNamespace(checkpoint=SimpleNamespace(path=str(snapshot)),
+                            config={PARAMS: params})  # fmt: skip
+    folder = snapshot_weights(spec, trial, tmp_path / "kept")
+    predictor = Predictor.from_checkpoint(Path(folder) / "checkpoint.pt")
+    assert predictor.threshold is None and predictor.cfg.optim.lr == 0.002
+    images = np.zeros((2, 64, 64, 3), dtype=np.uint8)
+    scores, maps = predictor.predict_images(images)
+    assert maps.shape == (2, 64, 64) and np.isfinite(scores).all()
+    assert predictor.decide(scores) == [None, None]
+    no_state = SimpleNamespace(checkpoint=None, config={PARAMS: {}})
+    assert snapshot_weights(spec, no_state, tmp_path / "none") is None
