@@ -7,8 +7,9 @@
    Ray): wall time, trials per hour, and the share of wall time the trial slots spend outside
    trial compute: 1 - sum(trial compute) / (wall * slots), slots = trials that can run at once.
    Trial compute is what each trial measures inside its trainable (features, training,
-   evaluation, outputs: the last `compute_s` it reported). "loop" excludes the start-up (MLflow
-   store, data generation, Ray start) by timing from the first trial's start to the last end.
+   evaluation, outputs: the last `train/compute_s` it reported). "loop" excludes the start-up
+   (MLflow store, data generation, Ray start) by timing from the first trial's start to the last
+   end.
 2. The same study with the feature cache off (every trial extracts its backbone features).
 3. One trial's fit_units with no cache, with a warm disk cache (a new process would see this)
    and with a warm memory cache (a reused Ray actor sees this).
@@ -40,7 +41,7 @@ def _trial_times(uri: str, name: str) -> list[dict]:
     exp = client.get_experiment_by_name(name)
     rows = []
     for run in client.search_runs([exp.experiment_id], "tags.`dhkd.role` = 'trial'"):
-        history = client.get_metric_history(run.info.run_id, "compute_s")
+        history = client.get_metric_history(run.info.run_id, "train/compute_s")
         rows.append(
             {
                 "state": run.data.tags.get("state"),

@@ -49,7 +49,7 @@ def bench_preset(preset: str, method: str, n_images: int, device_name: str) -> d
     size = cfg.data.image_size
     images = np.random.default_rng(0).integers(0, 256, (n_images, size, size, 3), dtype=np.uint8)
     split = _split(cfg, images, device)
-    unit = make_unit(cfg, "bench", 0, split, split, device)
+    unit = make_unit(cfg, "bench", 0, split, device)
     stage_s = {}
     for stage in get_method(method).stages(cfg):
         unit.run_epoch(stage.name, 1)  # warm-up (allocations, lazy init)
@@ -61,7 +61,7 @@ def bench_preset(preset: str, method: str, n_images: int, device_name: str) -> d
         unit.finish_stage(stage.name)
     start = time.perf_counter()
     extract_features(cfg, images, device)
-    unit.predict()
+    unit.predict(split)
     _sync(device)
     infer_s = time.perf_counter() - start
     return {

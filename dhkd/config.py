@@ -1,9 +1,9 @@
 """Loading, overriding and saving a run's config (sections: dhkd/sections.py and each method's).
 
-A config is the shared sections (method, seed, data, backbone, score, optim, threshold) plus
-the sections of its method, and nothing else: a key of another method's section is an error
-that names the method it belongs to. Presets give the shared sections (PRESETS) and each
-method's own (MethodInfo.presets).
+A config is the shared sections (method, seed, data, backbone, score, optim, threshold,
+selection) plus the sections of its method, and nothing else: a key of another method's section
+is an error that names the method it belongs to. Presets give the shared sections (PRESETS) and
+each method's own (MethodInfo.presets).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from dhkd.data.images import load_split
+from dhkd.data.images import Split, load_split
 from dhkd.data.index import index_category
 from dhkd.models.backbone import FeatureExtractor, build_backbone
 from dhkd.sections import TrainConfig
@@ -53,20 +53,26 @@ def _backbone_identity(cfg: TrainConfig) -> dict:
     return ident
 
 
-def cache_key(cfg: TrainConfig, data_root: Path, category: str, split: str, files: list[Path]):
-    listing = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
-    ident = {
+def _stat(path: str) -> list:
+    """[name, size, mtime] of a file; a synthetic twin ("<file>#synthetic") uses its source's."""
+    real = Path(path.split("#", 1)[0])
+    return [Path(path).name, real.stat().st_size, real.stat().st_mtime_ns]
+
+
+def cache_key(cfg: TrainConfig, ident: dict, paths: list[str]) -> str:
+    """`ident` names the images (root, category, split and how it was chosen); the key adds the
+    backbone, the image size and the file listing (names, sizes, mtimes)."""
+    full = {
         "version": CACHE_VERSION,
-        "root": str(data_root.resolve()),
-        "category": category,
-        "split": split,
+        **ident,
+        "root": str(Path(ident["root"]).resolve()),
         "image_size": cfg.data.image_size,
-        "max_train_images": cfg.data.max_train_images if split == "train" else None,
         "backbone": _backbone_identity(cfg),
-        "files": listing,
+        "files": [_stat(p) for p in paths],
     }
-    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
-    return f"{category}-{split}-{cfg.backbone.name}-{cfg.data.image_size}px-{digest}"
+    digest = hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()[:20]
+    name = f"{ident['category']}-{ident['split']}-{cfg.backbone.name}"
+    return f"{name}-{cfg.data.image_size}px-{digest}"
 
 
 def frozen_backbone(cfg: TrainConfig, device: torch.device) -> FeatureExtractor:
@@ -110,11 +116,20 @@ class FeatureCache:
         split: str,
         device: torch.device | None = None,
     ) -> CachedSplit:
-        root = Path(data_root)
-        index = index_category(root, category)
+        """All of a category's train or test split (train capped by data.max_train_images)."""
+        index = index_category(Path(data_root), category)
         max_images = cfg.data.max_train_images if split == "train" else None
         data = load_split(index, split, cfg.data.image_size, max_images=max_images)
-        key = cache_key(cfg, root, category, split, [Path(p) for p in data.paths])
+        ident = {"root": str(data_root), "category": category, "split": split}
+        ident["max_train_images"] = max_images
+        return self.features(cfg, data, ident, device)
+
+    def features(
+        self, cfg: TrainConfig, data: Split, ident: dict, device: torch.device | None = None
+    ) -> CachedSplit:
+        """Features of the loaded images `data`; `ident` (with at least root, category and
+        split) says how they were chosen, for the cache key."""
+        key = cache_key(cfg, ident, list(data.paths))
         if key in self._memory:
             self._memory.move_to_end(key)
             self.stats["hits_memory"] += 1

@@ -88,7 +88,7 @@ class Predictor:
             masks=np.zeros((n, size, size), dtype=np.uint8),
             paths=("",) * n,
         )
-        return self.unit.predict_split(split, batch_size)
+        return self.unit.predict(split, batch_size)
 
     def decide(self, scores: np.ndarray) -> list[str | None]:
         """ "defective" / "good" per score at the stored threshold (None without one)."""

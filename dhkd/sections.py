@@ -75,6 +75,27 @@ class ThresholdConfig(Section):
     )
 
 
+SelectionProtocol = Literal["synthetic", "test_fold", "test"]
+
+
+class SelectionConfig(Section):
+    """Which images choose (per-epoch validation, objective, ASHA, report columns) and which are
+    only reported (METHOD.md, "Selecting what a table shows"); dhkd.data.selection builds them.
+
+    synthetic: a seeded fraction of train/good is held out (not trained on); validation = those
+    images plus a defective twin of each with synthetic anomalies of exact masks; the real test
+    set is read once, at the end. test_fold: a seeded per-defect-type stratified half of the test
+    set validates, the other half is reported. test: the paper protocol, selected and reported
+    on the whole test set (optimistic).
+    """
+
+    protocol: SelectionProtocol = "synthetic"
+    val_fraction: float = Field(
+        0.2, gt=0, lt=1, description="synthetic: share of train/good held out; test_fold: of test"
+    )
+    seed: int = Field(0, ge=0, description="seed of the split and of the synthetic defects")
+
+
 class TrainConfig(Section):
     """The shared sections; a method's config subclasses it and adds its own sections."""
 
@@ -85,6 +106,7 @@ class TrainConfig(Section):
     score: ScoreConfig = ScoreConfig()
     optim: OptimConfig = OptimConfig()
     threshold: ThresholdConfig = ThresholdConfig()
+    selection: SelectionConfig = SelectionConfig()
 
     def to_flat_dict(self) -> dict[str, Any]:
         """Dotted keys -> values, e.g. {"optim.lr": 0.001}; for tracking params."""

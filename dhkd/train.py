@@ -23,24 +23,34 @@ import torch
 from tqdm.auto import tqdm
 
 from dhkd.config import TrainConfig, dump_config
+from dhkd.data.defects import DEFECTS_VERSION
+from dhkd.data.index import index_category
+from dhkd.data.selection import (
+    load_test,
+    load_train,
+    load_validation,
+    plan_selection,
+    protocol_label,
+)
 from dhkd.errors import DataError
 from dhkd.features import CachedSplit, FeatureCache, default_feature_cache
 from dhkd.fingerprint import run_fingerprint
 from dhkd.methods.info import Stage
 from dhkd.methods.registry import get_method, make_unit
 from dhkd.metrics import evaluate_maps
-from dhkd.threshold import choose_threshold
+from dhkd.threshold import choose_threshold, rates
 from dhkd.viz import save_map_grid
 from dhkd.weights import WEIGHTS_FILE, save_weights, weights_dict
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
-THRESHOLD_SOURCE = "test"  # the images the stored threshold is chosen on
+VAL, TEST = "val/", "test/"  # key prefixes: validation (every evaluation) and test (once)
+TRAIN_LOSS = "train/loss"
 FINGERPRINT_FILE = "fingerprint.json"
 
 
 class EpochReport(NamedTuple):
     epoch: int  # 1-based epoch of the last (evaluated) stage just finished
-    metrics: dict[str, float]  # "loss"; at evaluation epochs also the metric means
+    metrics: dict[str, float]  # "train/loss"; at evaluation epochs also "val/..." metrics
     state: Callable[[], dict]  # full training state for a checkpoint
 
 
@@ -65,45 +75,97 @@ def peak_memory_mb(device: torch.device) -> dict[str, float]:
     return out
 
 
-def _check_test_split(category: str, test: CachedSplit) -> None:
-    if not (test.labels == 1).any() or not (test.labels == 0).any():
+def _check_evaluated(category: str, split: CachedSplit, role: str) -> None:
+    if not (split.labels == 1).any() or not (split.labels == 0).any():
         raise DataError(
-            f"category '{category}' needs both good and defective test images to be evaluated "
-            f"(found {int((test.labels == 0).sum())} good, {int((test.labels == 1).sum())} "
+            f"category '{category}' needs both good and defective {role} images to be evaluated "
+            f"(found {int((split.labels == 0).sum())} good, {int((split.labels == 1).sum())} "
             "defective); add test/good and test/<defect> images"
         )
-    defective_masks = test.masks[test.labels == 1].reshape((test.labels == 1).sum(), -1)
+    defective_masks = split.masks[split.labels == 1].reshape((split.labels == 1).sum(), -1)
     if not defective_masks.any(axis=1).all():
         raise DataError(
-            f"category '{category}': some defective test images have empty masks; "
+            f"category '{category}': some defective {role} images have empty masks; "
             "run `dhkd data check` to list them"
         )
 
 
-def _summarise(per_unit: list[dict]) -> dict[str, float]:
-    """Means over all units, and per category over its seeds ("<category>/<metric>")."""
+class CategoryData:
+    """One category's train and validation features under cfg.selection; the test features
+    are read on the first call of `test()` (after training, except under protocol `test`)."""
+
+    def __init__(self, cfg: TrainConfig, root: Path, category: str, cache, device) -> None:
+        self.cfg, self.root, self.category = cfg, root, category
+        self.cache, self.device = cache, device
+        self.plan = plan_selection(
+            index_category(root, category), cfg.selection, cfg.data.max_train_images
+        )
+        labels = {s.label for s in self.plan.test}
+        if labels != {0, 1}:
+            found = "defective" if 1 in labels else "good"
+            raise DataError(
+                f"category '{category}' needs both good and defective test images to be "
+                f"evaluated (its test split has {found} images only); add test/good and "
+                "test/<defect> images"
+            )
+        size = cfg.data.image_size
+        synthetic = cfg.selection.protocol == "synthetic"
+        held_out = cfg.selection.model_dump() if synthetic else None
+        self.train = cache.features(
+            cfg,
+            load_train(self.plan, size),
+            self._ident("train", held_out=held_out, max_train_images=cfg.data.max_train_images),
+            device,
+        )
+        validation = self._ident("validation", selection=cfg.selection.model_dump())
+        if synthetic:
+            validation["defects"] = DEFECTS_VERSION
+        self.validation = cache.features(cfg, load_validation(self.plan, size), validation, device)
+        _check_evaluated(category, self.validation, "validation")
+        self._test: CachedSplit | None = None
+
+    def _ident(self, split: str, **more) -> dict:
+        return {"root": str(self.root), "category": self.category, "split": split, **more}
+
+    def test(self) -> CachedSplit:
+        if self.plan.validation_is_test:
+            return self.validation
+        if self._test is None:
+            sel = self.cfg.selection
+            fold = sel.model_dump() if sel.protocol == "test_fold" else None
+            ident = self._ident("test", fold=fold)
+            data = load_test(self.plan, self.cfg.data.image_size)
+            self._test = self.cache.features(self.cfg, data, ident, self.device)
+            _check_evaluated(self.category, self._test, "test")
+        return self._test
+
+
+def _summarise(per_unit: list[dict], prefix: str) -> dict[str, float]:
+    """Means over all units ("<prefix><metric>"), and per category over its seeds
+    ("<prefix><category>/<metric>")."""
     out: dict[str, float] = {}
     for metric in METRICS:
-        out[metric] = float(np.mean([u[metric] for u in per_unit]))
+        out[f"{prefix}{metric}"] = float(np.mean([u[metric] for u in per_unit]))
         for cat in dict.fromkeys(u["category"] for u in per_unit):
             vals = [u[metric] for u in per_unit if u["category"] == cat]
-            out[f"{cat}/{metric}"] = float(np.mean(vals))
+            out[f"{prefix}{cat}/{metric}"] = float(np.mean(vals))
     return out
 
 
-def _evaluate(units, maps_out: dict) -> list[dict]:
+def _evaluate(units, splits: dict[str, CachedSplit], maps_out: dict) -> list[dict]:
+    """Each unit on its category's split in `splits`; maps_out[unit.name] = (scores, maps)."""
     rows = []
     for unit in units:
         start = time.perf_counter()
-        scores, maps = unit.predict()
-        values = evaluate_maps(maps, unit.test.masks, image_scores=scores)
+        split = splits[unit.category]
+        scores, maps = unit.predict(split)
+        values = evaluate_maps(maps, split.masks, image_scores=scores)
         maps_out[unit.name] = (scores, maps)
         rows.append(
             {
                 "category": unit.category,
                 "seed": unit.seed,
                 **{m: float(values[m]) for m in METRICS},
-                "train_seconds": unit.train_seconds,
                 "eval_seconds": time.perf_counter() - start,
             }
         )
@@ -122,10 +184,11 @@ def _run_stage(units, epochs: range, stage: str, progress: bool, on_epoch=None) 
             losses.append(unit.run_epoch(stage, epoch))
             unit.train_seconds += time.perf_counter() - start
         loss = float(np.mean(losses))
-        shown = {"loss": loss}
+        shown = {TRAIN_LOSS: loss}
         if on_epoch is not None:
             shown = on_epoch(epoch, loss)
-        values = {k: f"{v:.4f}" for k, v in shown.items() if "/" not in k}
+        means = {k.split("/")[1]: v for k, v in shown.items() if k.count("/") == 1}
+        values = {k: f"{v:.4f}" for k, v in means.items()}
         if interactive:
             bar.set_postfix(values)
         elif progress:
@@ -157,14 +220,16 @@ def fit_units(
     feature_cache: FeatureCache | None = None,
     progress: bool = True,
 ) -> dict:
-    """Train every (category, seed) unit of `cfg`, evaluating on each category's test split.
+    """Train every (category, seed) unit of `cfg`: evaluated on the validation split of
+    cfg.selection every optim.eval_every epochs, and on the test split once, at the end.
 
     callback gets an EpochReport per epoch of the last stage; stage_callback(name, state) is
     called when an earlier stage (dhkd's teacher) has run to its end, with the function that
     returns the training state (epoch 0), so that a resumed run does not train that stage again.
 
-    Returns {"metrics", "units", "train_seconds", "eval_seconds", "feature_seconds",
-    "peak_rss_mb", ["peak_gpu_mb"], "epochs"}; see TRAIN_API in the docs for the keys.
+    Returns {"metrics" ("val/..." and "test/..." keys), "units", "selection", "train_seconds",
+    "eval_seconds", "feature_seconds", "peak_rss_mb", ["peak_gpu_mb"], "epochs"}; see TRAIN_API
+    in the docs for the keys.
     """
     if not units:
         raise DataError("no (category, seed) units to train")
@@ -173,13 +238,12 @@ def fit_units(
     fingerprint = run_fingerprint(data_root, units, device)
     cache = feature_cache or default_feature_cache()
     start = time.perf_counter()
-    splits = {}
-    for cat in dict.fromkeys(c for c, _ in units):
-        test = cache.get(cfg, data_root, cat, "test", device)
-        _check_test_split(cat, test)
-        splits[cat] = (cache.get(cfg, data_root, cat, "train", device), test)
+    data = {
+        cat: CategoryData(cfg, Path(data_root), cat, cache, device)
+        for cat in dict.fromkeys(c for c, _ in units)
+    }
     feature_seconds = time.perf_counter() - start
-    trainers = [make_unit(cfg, cat, seed, *splits[cat], device) for cat, seed in units]
+    trainers = [make_unit(cfg, cat, seed, data[cat].train, device) for cat, seed in units]
     first_epoch = 1
     if resume_state is not None:
         for unit, state in zip(trainers, resume_state["units"], strict=True):
@@ -195,28 +259,47 @@ def fit_units(
         on_stage_end = functools.partial(stage_callback, state=state)
     _run_earlier_stages(trainers, earlier, progress, on_stage_end)
 
-    maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    rows: list[dict] = []
+    validation = {cat: d.validation for cat, d in data.items()}
+    val_maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    val_rows: list[dict] = []
 
     def on_epoch(epoch: int, loss: float) -> dict[str, float]:
-        nonlocal rows
-        metrics = {"loss": loss}
+        nonlocal val_rows
+        metrics = {TRAIN_LOSS: loss}
         if epoch % cfg.optim.eval_every == 0 or epoch == last.epochs:
-            rows = _evaluate(trainers, maps)
-            metrics.update(_summarise(rows))
+            val_rows = _evaluate(trainers, validation, val_maps)
+            metrics.update(_summarise(val_rows, VAL))
         if callback is not None:
             callback(EpochReport(epoch, metrics, state))
         return metrics
 
     _run_stage(trainers, range(first_epoch, last.epochs + 1), last.name, progress, on_epoch)
-    if not rows:  # resumed after the last epoch: evaluate what was restored
-        rows = _evaluate(trainers, maps)
-    _add_thresholds(cfg, trainers, rows, maps)
-    summary = _summarise(rows)
-    summary.update(_summarise_f1(rows))
+    if not val_rows:  # resumed after the last epoch: evaluate what was restored
+        val_rows = _evaluate(trainers, validation, val_maps)
+    test = {cat: d.test() for cat, d in data.items()}  # the first read of the test images
+    if cfg.selection.protocol == "test":
+        test_rows, test_maps = val_rows, val_maps
+    else:
+        test_maps = {}
+        test_rows = _evaluate(trainers, test, test_maps)
+    rows = [
+        {
+            **t,
+            "val": {m: v[m] for m in METRICS},
+            "train_seconds": unit.train_seconds,
+            "eval_seconds": t["eval_seconds"] + (v["eval_seconds"] if v is not t else 0.0),
+        }
+        for unit, t, v in zip(trainers, test_rows, val_rows, strict=True)
+    ]
+    _add_thresholds(cfg, trainers, rows, validation, val_maps, test, test_maps)
     result = {
-        "metrics": summary,
+        "metrics": {
+            **_summarise(val_rows, VAL),
+            **_summarise(test_rows, TEST),
+            **_summarise_f1(rows),
+        },
         "units": rows,
+        "selection": selection_info(cfg),
         "train_seconds": sum(u.train_seconds for u in trainers),
         "eval_seconds": sum(r["eval_seconds"] for r in rows),
         "feature_seconds": feature_seconds,
@@ -225,27 +308,34 @@ def fit_units(
         "fingerprint": fingerprint,
     }
     if out_dir is not None:
-        write_outputs(Path(out_dir), cfg, result, trainers, maps)
+        write_outputs(Path(out_dir), cfg, result, trainers, test, test_maps)
     return result
 
 
-def _add_thresholds(cfg: TrainConfig, trainers, rows: list[dict], maps: dict) -> None:
-    """Per unit: the threshold of cfg.threshold on its selection images, the F1 there."""
+def _add_thresholds(cfg: TrainConfig, trainers, rows, validation, val_maps, test, test_maps):
+    """Per unit: the threshold of cfg.threshold chosen on its validation images (with their
+    F1) and the F1 of that threshold on the test images; the map range of the validation maps."""
+    source = "test" if cfg.selection.protocol == "test" else "validation"
     for unit, row in zip(trainers, rows, strict=True):
-        scores, unit_maps = maps[unit.name]
-        chosen = choose_threshold(scores, unit.test.labels, cfg.threshold, THRESHOLD_SOURCE)
+        scores, maps = val_maps[unit.name]
+        labels = validation[unit.category].labels
+        chosen = choose_threshold(scores, labels, cfg.threshold, source)
         row["threshold"] = chosen.to_dict()
-        row["image_f1"] = chosen.f1
-        row["map_range"] = [float(unit_maps.min()), float(unit_maps.max())]
+        row["val"]["image_f1"] = chosen.f1
+        test_scores = test_maps[unit.name][0]
+        row["image_f1"] = rates(test_scores, test[unit.category].labels, chosen.value)["f1"]
+        row["map_range"] = [float(maps.min()), float(maps.max())]
 
 
 def _summarise_f1(rows: list[dict]) -> dict[str, float]:
-    """Mean F1 at the stored thresholds, overall and per category."""
-    out = {"image_f1": float(np.mean([r["image_f1"] for r in rows]))}
-    for cat in dict.fromkeys(r["category"] for r in rows):
-        out[f"{cat}/image_f1"] = float(
-            np.mean([r["image_f1"] for r in rows if r["category"] == cat])
-        )
+    """Mean F1 at the stored thresholds on the validation and the test images, overall and per
+    category."""
+    out = {}
+    for prefix, get in ((VAL, lambda r: r["val"]["image_f1"]), (TEST, lambda r: r["image_f1"])):
+        out[f"{prefix}image_f1"] = float(np.mean([get(r) for r in rows]))
+        for cat in dict.fromkeys(r["category"] for r in rows):
+            vals = [get(r) for r in rows if r["category"] == cat]
+            out[f"{prefix}{cat}/image_f1"] = float(np.mean(vals))
     return out
 
 
@@ -260,9 +350,17 @@ def write_scores(path: Path, split: CachedSplit, scores: np.ndarray) -> None:
         )
 
 
-def write_outputs(out: Path, cfg: TrainConfig, result: dict, trainers, maps: dict) -> None:
-    """metrics.json, config.yaml, fingerprint.json, checkpoint.pt (dhkd/weights.py), the image
-    scores (scores_<category>_s<seed>.csv), map grids."""
+def selection_info(cfg: TrainConfig) -> dict:
+    """What chose and what reported the numbers of a run (metrics.json "selection")."""
+    sel = cfg.selection
+    return {**sel.model_dump(), "label": protocol_label(sel.protocol)}
+
+
+def write_outputs(
+    out: Path, cfg: TrainConfig, result: dict, trainers, test: dict[str, CachedSplit], maps: dict
+) -> None:
+    """metrics.json, config.yaml, fingerprint.json, checkpoint.pt (dhkd/weights.py), the test
+    image scores (scores_<category>_s<seed>.csv), test map grids; maps[unit] = (scores, maps)."""
     out.mkdir(parents=True, exist_ok=True)
     skip = ("metrics", "fingerprint")
     flat = {**result["metrics"], **{k: v for k, v in result.items() if k not in skip}}
@@ -284,14 +382,14 @@ def write_outputs(out: Path, cfg: TrainConfig, result: dict, trainers, maps: dic
         weights_dict(cfg.model_dump(mode="json"), result["fingerprint"], units), out / WEIGHTS_FILE
     )
     for unit in trainers:
-        write_scores(
-            out / f"scores_{unit.category}_s{unit.seed}.csv", unit.test, maps[unit.name][0]
-        )
+        split = test[unit.category]
+        scores, unit_maps = maps[unit.name]
+        write_scores(out / f"scores_{unit.category}_s{unit.seed}.csv", split, scores)
         save_map_grid(
-            unit.test.images,
-            unit.test.masks,
-            maps[unit.name][1],
-            unit.test.labels,
+            split.images,
+            split.masks,
+            unit_maps,
+            split.labels,
             out / f"maps_{unit.category}_s{unit.seed}.png",
             title=f"{cfg.method.upper()} - {unit.category} (seed {unit.seed})",
         )

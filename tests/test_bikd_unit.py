@@ -27,8 +27,7 @@ def _cfg(**overrides):
 
 def _unit(cfg, synthetic_root, cache, seed: int = 0) -> BiKDUnit:
     train = cache.get(cfg, synthetic_root, "stripes", "train", CPU)
-    test = cache.get(cfg, synthetic_root, "stripes", "test", CPU)
-    unit = make_unit(cfg, "stripes", seed, train, test, CPU)
+    unit = make_unit(cfg, "stripes", seed, train, CPU)
     assert isinstance(unit, BiKDUnit)
     return unit
 
@@ -44,10 +43,15 @@ def test_fit_units_trains_bikd_and_returns_the_metrics(synthetic_root, cache, tm
         feature_cache=cache,
         progress=False,
     )
-    for key in ("image_auroc", "pixel_auroc", "pixel_aupro", "stripes/image_auroc"):
+    for key in (
+        "test/image_auroc",
+        "val/pixel_auroc",
+        "test/pixel_aupro",
+        "test/stripes/image_auroc",
+    ):
         assert 0.0 <= result["metrics"][key] <= 1.0
     assert [r.epoch for r in reports] == [1, 2]
-    assert all(np.isfinite(r.metrics["loss"]) for r in reports)
+    assert all(np.isfinite(r.metrics["train/loss"]) for r in reports)
     assert {u["category"] for u in result["units"]} == {"stripes", "widget"}
     assert all(u["train_seconds"] > 0 for u in result["units"])
     assert (tmp_path / "maps_widget_s1.png").is_file()
@@ -91,7 +95,8 @@ def test_state_round_trips_and_resume_is_exact(synthetic_root, cache):
     resumed.load_state_dict(torch.load(buffer, weights_only=True))
     assert resumed.epoch == 1
     resumed.run_epoch("student", 2)
-    for a, b in zip(straight.predict(), resumed.predict(), strict=True):
+    test = cache.get(cfg, synthetic_root, "stripes", "test", CPU)
+    for a, b in zip(straight.predict(test), resumed.predict(test), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -121,7 +126,8 @@ def test_fit_units_resume_matches_an_uninterrupted_run(synthetic_root, cache):
         progress=False,
     )
     for key in ("image_auroc", "pixel_auroc", "pixel_aupro"):
-        assert resumed["metrics"][key] == pytest.approx(full["metrics"][key], abs=1e-6)
+        for name in (f"val/{key}", f"test/{key}"):
+            assert resumed["metrics"][name] == pytest.approx(full["metrics"][name], abs=1e-6)
 
 
 def test_wrong_checkpoints_are_refused(synthetic_root, cache):
@@ -129,6 +135,6 @@ def test_wrong_checkpoints_are_refused(synthetic_root, cache):
     other = _unit(_cfg(), synthetic_root, cache, seed=3)
     with pytest.raises(TrainingError, match="stripes/seed3"):
         unit.load_state_dict(other.state_dict())
-    dhkd = make_unit(load_config("tiny"), "stripes", 0, unit.train, unit.test, CPU)
+    dhkd = make_unit(load_config("tiny"), "stripes", 0, unit.train, CPU)
     with pytest.raises(TrainingError, match="not a bikd checkpoint"):
         unit.load_state_dict(dhkd.state_dict())

@@ -14,7 +14,7 @@ def _sections(cfg) -> set[str]:
     return {k.split(".")[0] for k in cfg.to_flat_dict()}
 
 
-SHARED = {"method", "seed", "data", "backbone", "score", "optim", "threshold"}
+SHARED = {"method", "seed", "data", "backbone", "score", "optim", "threshold", "selection"}
 
 
 @pytest.mark.parametrize("method", ["dhkd", "bikd", "knn"])

@@ -39,7 +39,7 @@ def test_checkpoint_format_loads_with_weights_only(trained):
     data = torch.load(trained / "checkpoint.pt", weights_only=True)
     assert data["format"] == FORMAT and data["version"] == 1
     unit = data["units"][0]
-    assert unit["threshold"]["source"] == "test" and unit["threshold"]["mode"] == "f1_max"
+    assert unit["threshold"]["source"] == "validation" and unit["threshold"]["mode"] == "f1_max"
     assert len(unit["shapes"]) == len(data["config"]["backbone"]["levels"])
     assert data["fingerprint"]["data"]["categories"]["widget"]["files"] > 0
 
@@ -56,12 +56,13 @@ def test_predict_on_the_test_folder_gives_the_numbers_of_metrics_json(
     assert len(rows) == sum(1 for _ in test.rglob("*.png"))
     labels = np.array([0 if r["name"].startswith("good/") else 1 for r in rows])
     scores = np.array([float(r["score"]) for r in rows])
-    assert image_auroc(scores, labels) == metrics["image_auroc"]
+    assert image_auroc(scores, labels) == metrics["test/image_auroc"]
     threshold = metrics["units"][0]["threshold"]["value"]
     assert {float(r["threshold"]) for r in rows} == {threshold}
     decided = np.array([r["decision"] == "defective" for r in rows], dtype=int)
     assert decided.tolist() == (scores >= threshold).astype(int).tolist()
-    assert rates(scores, labels, threshold)["f1"] == pytest.approx(metrics["image_f1"], abs=1e-12)
+    f1 = rates(scores, labels, threshold)["f1"]
+    assert f1 == pytest.approx(metrics["test/image_f1"], abs=1e-12)
     first = rows[0]
     amap = np.load(out / first["map"])
     assert amap.shape == (64, 64) and amap.dtype == np.float32

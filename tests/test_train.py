@@ -35,15 +35,22 @@ def test_fit_units_reports_each_epoch_and_means(synthetic_root, cache, tmp_path)
         progress=False,
     )
     assert [r.epoch for r in reports] == [1, 2, 3]
-    assert "image_auroc" not in reports[0].metrics and "image_auroc" in reports[1].metrics
+    assert "val/image_auroc" not in reports[0].metrics
+    assert "val/widget/image_auroc" in reports[1].metrics
+    assert not any(k.startswith("test/") for r in reports for k in r.metrics)  # test: once, after
     m = result["metrics"]
     for key in METRIC_KEYS:
-        assert 0.0 <= m[key] <= 1.0
+        assert 0.0 <= m[f"test/{key}"] <= 1.0 and 0.0 <= m[f"val/{key}"] <= 1.0
         widget = [u[key] for u in result["units"] if u["category"] == "widget"]
-        assert m[f"widget/{key}"] == pytest.approx(sum(widget) / 2)
-        assert m[key] == pytest.approx(sum(u[key] for u in result["units"]) / 3)
+        assert m[f"test/widget/{key}"] == pytest.approx(sum(widget) / 2)
+        assert m[f"test/{key}"] == pytest.approx(sum(u[key] for u in result["units"]) / 3)
+        val = [u["val"][key] for u in result["units"]]
+        assert m[f"val/{key}"] == pytest.approx(sum(val) / 3)
+        assert m[f"val/{key}"] == pytest.approx(reports[-1].metrics[f"val/{key}"])
     out = tmp_path / "out"
-    assert json.loads((out / "metrics.json").read_text())["pixel_aupro"] == m["pixel_aupro"]
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["test/pixel_aupro"] == m["test/pixel_aupro"]
+    assert written["selection"]["protocol"] == "synthetic"
     assert (out / "maps_widget_s1.png").stat().st_size > 1000
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["config"]["optim"]["epochs"] == 3 and len(ckpt["units"]) == 3
@@ -79,7 +86,9 @@ def test_resume_from_state_continues_and_matches_uninterrupted_run(synthetic_roo
     )
     assert resumed_epochs == [3]
     for key in METRIC_KEYS:
-        assert resumed["metrics"][key] == pytest.approx(full["metrics"][key], abs=1e-6)
+        for split in ("val", "test"):
+            name = f"{split}/{key}"
+            assert resumed["metrics"][name] == pytest.approx(full["metrics"][name], abs=1e-6)
 
 
 def test_feature_cache_is_reused_from_memory_and_disk(synthetic_root, tmp_path):
@@ -133,9 +142,8 @@ def test_train_command_writes_outputs_and_rejects_bad_config(synthetic_root, tmp
     for name in ("metrics.json", "checkpoint.pt", "config.yaml", "maps_widget_s0.png"):
         assert (out / name).is_file()
     metrics = json.loads((out / "metrics.json").read_text())
-    assert {"image_auroc", "pixel_auroc", "pixel_aupro", "train_seconds", "peak_rss_mb"} <= set(
-        metrics
-    )
+    assert {"test/image_auroc", "val/pixel_aupro", "train_seconds", "peak_rss_mb"} <= set(metrics)
+    assert metrics["selection"]["label"].startswith("selected on held-out train/good images")
     assert main([*argv, "--set", "teacher.dpeth=3"]) == 2
     assert "unknown key 'teacher.dpeth'" in capsys.readouterr().err
     assert main([*argv, "--set", "teacher.depth=many"]) == 2

@@ -13,9 +13,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train and evaluate on one category",
-        description="Train a method on <data>/<category>/train/good and evaluate it on the "
-        "category's test split. Writes OUT/metrics.json, OUT/checkpoint.pt, OUT/config.yaml "
-        "and an anomaly-map grid OUT/maps_<category>_s<seed>.png.",
+        description="Train a method on <data>/<category>/train/good, evaluate it on the "
+        "validation images of the selection protocol every optim.eval_every epochs and on the "
+        "test images once at the end (selection.protocol: synthetic = held-out train/good images "
+        "plus synthetic defects (default), test_fold = a validation fold of the test set, test "
+        "= the whole test set, optimistic). Writes OUT/metrics.json (val/... and test/... keys, "
+        "'selection' names the protocol), OUT/checkpoint.pt, OUT/config.yaml and an anomaly-map "
+        "grid of the test images OUT/maps_<category>_s<seed>.png.",
     )
     p.add_argument("--data", required=True, help="dataset root in MVTec layout")
     p.add_argument("--category", required=True, help="category folder under --data")
@@ -33,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="override one config key, e.g. --set optim.lr=0.002 (repeatable)",
     )
     p.add_argument("--seed", type=int, default=None, help="shortcut for --set seed=N")
+    p.add_argument(
+        "--selection",
+        choices=("synthetic", "test_fold", "test"),
+        default=None,
+        help="shortcut for --set selection.protocol=P (default: synthetic)",
+    )
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -48,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["method"] = args.method
     if args.seed is not None:
         overrides["seed"] = args.seed
+    if args.selection:
+        overrides["selection.protocol"] = args.selection
     cfg = load_config(args.preset, args.config, overrides)
     index_category(args.data, args.category)  # fail fast on a missing dataset or category
     out = Path(args.out)
@@ -55,10 +67,14 @@ def run(args: argparse.Namespace) -> int:
     dump_config(cfg, out / "config.yaml")
     result = fit(cfg, args.data, args.category, out, progress=not args.quiet)
     m = result["metrics"]
+    for split, name in (("val", "validation"), ("test", "test")):
+        print(
+            f"{args.category} {name:<10}: image AUROC {m[f'{split}/image_auroc']:.4f}  pixel "
+            f"AUROC {m[f'{split}/pixel_auroc']:.4f}  AU-PRO {m[f'{split}/pixel_aupro']:.4f}"
+        )
     print(
-        f"{args.category}: image AUROC {m['image_auroc']:.4f}  pixel AUROC "
-        f"{m['pixel_auroc']:.4f}  AU-PRO {m['pixel_aupro']:.4f}  "
-        f"(train {result['train_seconds']:.0f} s, features {result['feature_seconds']:.0f} s)"
+        f"{result['selection']['label']} (selection.protocol={cfg.selection.protocol}); "
+        f"train {result['train_seconds']:.0f} s, features {result['feature_seconds']:.0f} s"
     )
     print(f"wrote {out}/metrics.json, checkpoint.pt, config.yaml and anomaly-map grids")
     print(json.dumps({k: round(v, 4) for k, v in m.items()}))

@@ -158,17 +158,23 @@ def load_split(
     _check_size(size)
     samples: tuple[Sample, ...] = getattr(index, split)
     chosen = [samples[i] for i in select_stratified([s.defect for s in samples], max_images)]
-    n = len(chosen)
+    return load_samples(chosen, size)
+
+
+def load_samples(samples: Sequence[Sample], size: int) -> Split:
+    """Read `samples` (images, and masks of the defective ones) at `size` x `size`, in order."""
+    _check_size(size)
+    n = len(samples)
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     masks = np.zeros((n, size, size), dtype=np.uint8)
-    for i, sample in enumerate(chosen):
+    for i, sample in enumerate(samples):
         images[i] = load_image(sample.path, size)
         if sample.label == 1:
             masks[i] = load_mask(sample.mask_path, size)
     return Split(
         images=images,
-        labels=np.array([s.label for s in chosen], dtype=np.int64),
+        labels=np.array([s.label for s in samples], dtype=np.int64),
         masks=masks,
-        paths=tuple(str(s.path) for s in chosen),
-        defects=tuple(s.defect for s in chosen),
+        paths=tuple(str(s.path) for s in samples),
+        defects=tuple(s.defect for s in samples),
     )

@@ -8,16 +8,17 @@ epochs and reported per epoch. A unit subclass implements
 - `build_model(shapes)`: its nn.Module from the backbone's per-level shapes [(C_l, H_l, W_l)]
   (called once by the constructor, after seeding and the feature statistics);
 - `run_epoch(stage, epoch)`: one epoch of a stage, returning its mean loss;
-- `level_maps(idx)`: per-level anomaly maps [(B, h_l, w_l)] of test rows idx (larger = more
-  anomalous); `predict` fuses, smooths and pools them with the shared score settings;
+- `level_maps(split, idx)`: per-level anomaly maps [(B, h_l, w_l)] of rows idx of an evaluated
+  split (validation or test; larger = more anomalous); `predict(split)` fuses, smooths and
+  pools them with the shared score settings. A unit never sees an evaluated split before
+  `predict` hands it one: the test images may be read only after the last epoch;
 - `state_dict()` / `load_state_dict(state)`: training state that torch.load(weights_only=True)
   can read (tensors, numbers, strings), for resuming.
 
 Inference on new images (dhkd/inference.py) builds a unit with `for_inference`, restores the
-trained model with `load_weights` and scores a split with `predict_split`; its `level_maps`
-must read the test rows from `self.test` only. The ONNX export (dhkd/export.py) traces
-`maps_from(images, feats)`, which by default calls `self.model(feats)`; a method whose model
-needs more overrides it.
+trained model with `load_weights` and scores a split with `predict(split)`. The ONNX export
+(dhkd/export.py) traces `maps_from(images, feats)`, which by default calls `self.model(feats)`;
+a method whose model needs more overrides it.
 """
 
 from __future__ import annotations
@@ -62,11 +63,10 @@ class MethodUnit(ABC):
         category: str,
         seed: int,
         train: CachedSplit,
-        test: CachedSplit,
         device: torch.device,
     ) -> None:
         self.cfg, self.category, self.seed = cfg, category, seed
-        self.train, self.test, self.device = train, test, device
+        self.train, self.device = train, device
         self.generator = torch.Generator().manual_seed(seed)  # batch order
         torch.manual_seed(seed)  # model initialisation
         np.random.seed(seed)  # FrEIA draws channel permutations from numpy's global generator
@@ -89,8 +89,8 @@ class MethodUnit(ABC):
         """One epoch (1-based) of `stage`; returns the mean training loss."""
 
     @abstractmethod
-    def level_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
-        """Per-level anomaly maps [(B, h_l, w_l)] of the test rows idx (B = len(idx))."""
+    def level_maps(self, split: CachedSplit, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Per-level anomaly maps [(B, h_l, w_l)] of rows idx of `split` (B = len(idx))."""
 
     @abstractmethod
     def state_dict(self) -> dict:
@@ -112,7 +112,7 @@ class MethodUnit(ABC):
     ) -> MethodUnit:
         """A unit holding trained weights, without training data (placeholder splits)."""
         placeholder = _placeholder_split(shapes, cfg.data.image_size)
-        unit = cls(cfg, category, seed, placeholder, placeholder, device)
+        unit = cls(cfg, category, seed, placeholder, device)
         unit.load_weights(model_state)
         unit.model.eval()
         return unit
@@ -154,23 +154,18 @@ class MethodUnit(ABC):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
 
-    def predict_split(self, split: CachedSplit, batch_size: int = 32) -> tuple[np.ndarray, ...]:
-        """`predict` on another split (new images) instead of the test split."""
-        saved, self.test = self.test, split
-        try:
-            return self.predict(batch_size)
-        finally:
-            self.test = saved
-
     @torch.no_grad()
-    def predict(self, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-        """Test split -> image scores (N,) and anomaly maps (N, S, S), float32 numpy."""
+    def predict(self, split: CachedSplit, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """An evaluated split -> image scores (N,) and anomaly maps (N, S, S), float32 numpy."""
         self.model.eval()
         scores, maps = [], []
-        for start in range(0, len(self.test.labels), batch_size):
-            idx = torch.arange(start, min(start + batch_size, len(self.test.labels)))
+        n = len(split.labels)
+        for start in range(0, n, batch_size):
+            idx = torch.arange(start, min(start + batch_size, n))
             out = score_maps(
-                self.level_maps(idx), self.cfg.data.image_size, **self.cfg.score.model_dump()
+                self.level_maps(split, idx),
+                self.cfg.data.image_size,
+                **self.cfg.score.model_dump(),
             )
             scores.append(out.pred_score.float().cpu())
             maps.append(out.anomaly_map.float().cpu())

@@ -96,6 +96,6 @@ def short_labels() -> dict[str, str]:
     return {k: v for m in _table().values() for k, v in m.labels.items()}
 
 
-def make_unit(cfg, category: str, seed: int, train, test, device):
+def make_unit(cfg, category: str, seed: int, train, device):
     """The training unit of cfg.method for one (category, seed) (a MethodUnit)."""
-    return get_method(cfg.method).unit_class()(cfg, category, seed, train, test, device)
+    return get_method(cfg.method).unit_class()(cfg, category, seed, train, device)

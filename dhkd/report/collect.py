@@ -4,7 +4,8 @@ The layout is the one dhkd.study.tracking writes: an experiment named after the 
 run (tag dhkd.role=study; params `spec.*` hold the spec, JSON-encoded where nested; artifact
 spec.yaml once the study ended) and a nested run per Optuna trial (tags dhkd.role=trial,
 optuna_trial_number, state, dhkd.searched / categories / seeds; params = the flat TrainConfig;
-metrics `<category>/<metric>` and `<metric>` per epoch; artifacts metrics.json and maps_*.png).
+metrics `val/[<category>/]<metric>` and `objective/<metric>` per evaluation epoch, `test/...`
+once at the end; artifacts metrics.json and maps_*.png).
 Everything here needs the tracking URI only, never the study's storage folder.
 """
 
@@ -67,13 +68,14 @@ class StudyData:
         return obj.get("metric", "pixel_aupro"), obj.get("mode", "max")
 
     def objective_value(self, trial: Trial) -> float | None:
-        """The study objective of a trial: MLflow metric `objective`, else `<metric>`, else
-        the mean of `<category>/<metric>` over the categories (None if one is missing)."""
+        """The study objective of a trial (a validation metric): MLflow metric
+        `objective/<metric>`, else the mean of `val/<category>/<metric>` over the categories
+        (None if one is missing). Test metrics never choose."""
         metric = self.objective[0]
-        for value in (trial.metric("objective"), trial.metric(metric)):
-            if value is not None:
-                return value
-        values = [trial.metric(f"{c}/{metric}") for c in self.categories]
+        value = trial.metric(f"objective/{metric}")
+        if value is not None:
+            return value
+        values = [trial.metric(f"val/{c}/{metric}") for c in self.categories]
         if not values or any(v is None for v in values):
             return None
         return sum(values) / len(values)

@@ -88,7 +88,7 @@ def _best_column_per_value(data: StudyData, cols: list[Column], key: str, value:
 def _trial_points(data: StudyData, key: str, row: str, metric: str) -> tuple[list, list]:
     """(parameter value, metric in %) of every COMPLETE trial; row = category or AVERAGE."""
     param = (data.spec.get("scientific") or {})[key]
-    metric_key = metric if row == AVERAGE else f"{row}/{metric}"
+    metric_key = f"test/{metric}" if row == AVERAGE else f"test/{row}/{metric}"
     xs, ys = [], []
     for t in data.complete:
         raw, y = t.params.get(key), t.metric(metric_key)

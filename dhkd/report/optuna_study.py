@@ -4,7 +4,7 @@ Source 1 (when --storage-path is given and <storage>/<name>/study/optuna.db exis
 persistent study the searcher used, read from a temporary copy so the report never writes to it.
 Source 2 (always available): an in-memory study rebuilt from MLflow: one trial per trial run
 with the parameters the search suggested (tag `dhkd.searched`), parsed with the spec's
-distributions, the final `objective` metric as value, and its per-epoch history as
+distributions, the final `objective/<metric>` (validation) as value, and its per-epoch history as
 intermediate values; PRUNED and FAILED runs keep their state.
 """
 
@@ -51,9 +51,9 @@ def space(data: StudyData) -> dict[str, dict[str, Any]]:
     return {**(data.spec.get("scientific") or {}), **(data.spec.get("nuisance") or {})}
 
 
-def _history(client, run_id: str) -> dict[int, float]:
+def _history(client, run_id: str, metric: str) -> dict[int, float]:
     values = {}
-    for m in client.get_metric_history(run_id, "objective"):
+    for m in client.get_metric_history(run_id, f"objective/{metric}"):
         if math.isfinite(m.value):
             values[int(m.step)] = float(m.value)
     return values
@@ -94,7 +94,7 @@ def rebuild_from_mlflow(data: StudyData) -> tuple[Any, list[str]]:
             params=params,
             distributions=used,
             value=value,
-            intermediate_values=_history(client, t.run_id),
+            intermediate_values=_history(client, t.run_id, data.objective[0]),
             state=state,
             user_attrs={"number": t.number, "run_id": t.run_id},
         )

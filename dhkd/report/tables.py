@@ -110,7 +110,7 @@ def measured_cell(data: StudyData, col: Column, row: str, metric: str) -> Cell:
         if not col.n_trials:
             reason = f"no trial ran {col.label}"
         return Cell(None, reason=reason)
-    key = metric if row == AVERAGE else f"{row}/{metric}"
+    key = f"test/{metric}" if row == AVERAGE else f"test/{row}/{metric}"
     raw = trial.metric(key)
     if raw is None:
         return Cell(

@@ -173,7 +173,8 @@ class TrackingCallback(Callback):
             self._tracker().submit({"op": "trial_node", "number": number, "node_id": node,
                                     "node_ip": result.get("node_ip")})  # fmt: skip
         if EPOCH in result:
-            self._tracker().log_metrics(number, tracked_metrics(result), int(result[EPOCH]))
+            metrics = tracked_metrics(result, self.spec.objective.metric)
+            self._tracker().log_metrics(number, metrics, int(result[EPOCH]))
 
     def _cost(self, trial) -> tuple[dict[str, float], dict[str, str]]:
         """Metrics cost/{wall,cpu,gpu}_s over every attempt, and the `device` tag (live.json,
@@ -290,7 +291,7 @@ class ProgressCallback(Callback):
         if OBJECTIVE in result and not result.get("finished"):
             self._line(
                 f"#{trial.config[TRIAL_NUMBER]} epoch {result.get(EPOCH)} "
-                f"{self.spec.objective.metric}={result[OBJECTIVE]:.4f}"
+                f"val {self.spec.objective.metric}={result[OBJECTIVE]:.4f}"
             )
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
@@ -299,7 +300,10 @@ class ProgressCallback(Callback):
         value = result.get(OBJECTIVE)
         if state != PRUNED and value is not None and self._better(value):
             self.best = (float(value), trial.config[TRIAL_NUMBER])
-        shown = f" {self.spec.objective.metric}={value:.4f}" if value is not None else ""
+        metric = self.spec.objective.metric
+        shown = f" val {metric}={value:.4f}" if value is not None else ""
+        test = result.get(f"test/{metric}")
+        shown += f" test {metric}={test:.4f}" if test is not None else ""
         self._line(f"#{trial.config[TRIAL_NUMBER]} {state}{shown} at epoch "
                    f"{result.get(EPOCH)} ({self._done(trials, trial)})")  # fmt: skip
 

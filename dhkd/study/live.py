@@ -7,8 +7,8 @@
 
 status is RUNNING while Tune runs the trial, then COMPLETE / PRUNED / FAILED, or INTERRUPTED
 when the driver ended before it did. Each attempt of a trial (a retry, a resume after a
-restart) reports its own wall and CPU seconds (`compute_s`, `cpu_s`); a trial's compute is the
-sum over its attempts, and its GPU seconds are its wall seconds times the GPU share it was
+restart) reports its own wall and CPU seconds (`train/compute_s`, `cpu_s`); a trial's compute is
+the sum over its attempts, and its GPU seconds are its wall seconds times the GPU share it was
 given (`resources.gpu`) when it ran on a GPU. `dhkd study status` and the gpu_hours budget
 read this file; nothing here talks to MLflow or Optuna.
 """

@@ -12,9 +12,9 @@ import math
 from typing import Any
 
 EPOCH = "epoch"  # 1-based student epoch just finished
-OBJECTIVE = "objective"  # the spec's metric, mean over categories (evaluation epochs only)
+OBJECTIVE = "objective"  # the spec's validation metric, mean over categories (evaluation epochs)
 FINISHED = "finished"  # 1 in the final report of a trial that trained every epoch
-COMPUTE_S = "compute_s"  # seconds this attempt of the trial has run so far (every report)
+COMPUTE_S = "train/compute_s"  # seconds this attempt of the trial has run so far (every report)
 CPU_S = "cpu_s"  # CPU seconds (all threads) this attempt has used so far (every report)
 ATTEMPT = "attempt"  # id of this attempt of the trial (a retry or a resume is a new one)
 DEVICE = "device"  # what the attempt computes on, e.g. "cuda: NVIDIA H100" or "cpu: x86_64"
@@ -25,7 +25,9 @@ COMPLETE, PRUNED, FAILED, RUNNING = "COMPLETE", "PRUNED", "FAILED", "RUNNING"
 # MLflow run status: a PRUNED trial ended normally (stopped early by the scheduler); its
 # `state` tag tells it from a COMPLETE one (see tracking.py)
 RUN_STATUS = {COMPLETE: "FINISHED", PRUNED: "FINISHED", FAILED: "FAILED"}
-BASE_METRICS = ("loss", "image_auroc", "pixel_auroc", "pixel_aupro")
+BASE_METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
+SPLITS = ("val", "test")  # metric key prefixes: "val/[<category>/]<metric>", "test/..."
+TRAIN_KEYS = ("train/loss", COMPUTE_S)
 
 
 def trial_outcome(result: dict[str, Any] | None, error: bool) -> str:
@@ -40,11 +42,22 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def tracked_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """The metrics of a Tune result worth logging: base metrics, per-category ones, objective."""
+def objective_key(metric: str) -> str:
+    """The MLflow key of the study objective, e.g. objective/pixel_aupro."""
+    return f"{OBJECTIVE}/{metric}"
+
+
+def tracked_metrics(result: dict[str, Any], metric: str) -> dict[str, float]:
+    """The metrics of a Tune result worth logging: validation and test metrics (means and per
+    category), train/loss, train/compute_s, and the objective as objective/<metric>."""
     out = {}
     for key, value in result.items():
-        base = key.rsplit("/", 1)[-1]
-        if (base in BASE_METRICS or key in (OBJECTIVE, COMPUTE_S)) and _finite(value):
+        if not _finite(value):
+            continue
+        parts = key.split("/")
+        split_metric = parts[0] in SPLITS and len(parts) in (2, 3) and parts[-1] in BASE_METRICS
+        if split_metric or key in TRAIN_KEYS:
             out[key] = float(value)
+        elif key == OBJECTIVE:
+            out[objective_key(metric)] = float(value)
     return out

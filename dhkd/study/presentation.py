@@ -19,6 +19,7 @@ import json
 import re
 from typing import Any
 
+from dhkd.data.selection import protocol_label
 from dhkd.study.outcome import COMPLETE, PRUNED
 from dhkd.study.spec import StudySpec
 
@@ -93,8 +94,10 @@ def protocol_lines(spec: StudySpec) -> list[str]:
     metric, mode = spec.objective.metric, spec.objective.mode
     lines = [
         f"- **Objective**: {mode} `{objective_name(spec)}`, the mean over categories "
-        f"({', '.join(spec.data.category_names)}) of {metric}, each a mean over seeds "
-        f"{spec.seeds}"
+        f"({', '.join(spec.data.category_names)}) of the validation {metric} "
+        f"(`val/<category>/{metric}`), each a mean over seeds {spec.seeds}",
+        f"- **Selection protocol** `{spec.selection.protocol}`: "
+        f"{protocol_label(spec.selection.protocol)}; test metrics are `test/...`",
     ]
     if spec.scheduler.type == "asha":
         lines.append(

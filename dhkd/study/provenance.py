@@ -57,7 +57,12 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 
 def _logged_metrics(flat: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in flat.items() if isinstance(v, (int, float)) and "/" in k}
+    """The validation and test metrics ("val/...", "test/..."): what a retraining must match."""
+    return {
+        k: float(v)
+        for k, v in flat.items()
+        if isinstance(v, (int, float)) and k.startswith(("val/", "test/"))
+    }
 
 
 def run_from_dir(folder: str | Path) -> LoggedRun:

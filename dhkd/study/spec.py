@@ -14,7 +14,8 @@ Example (see studies/quickstart.yaml for a complete one):
     nuisance:                    # tuned for every scientific value
       optim.lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
     sampler: {type: tpe, seed: 0}
-    objective: {metric: pixel_aupro, mode: max}
+    objective: {metric: pixel_aupro, mode: max}   # on the validation images of `selection`
+    selection: {protocol: synthetic, val_fraction: 0.2, seed: 0}
     num_samples: 16
     scheduler: {type: asha, grace_period: 5, reduction_factor: 2}
     resources: {cpu: 1, gpu: 0.5}
@@ -47,6 +48,7 @@ from pydantic import (
 from dhkd.config import TrainConfig, load_config
 from dhkd.errors import ConfigError
 from dhkd.methods.registry import DEFAULT_METHOD, get_method
+from dhkd.sections import SelectionConfig
 from dhkd.study.space import Param, grid_size, ordered_keys
 
 MVTEC_CATEGORIES = (
@@ -161,6 +163,9 @@ class StudySpec(_Strict):
     nuisance: dict[str, Param] = Field(default_factory=dict)
     sampler: SamplerSpec = SamplerSpec()
     objective: ObjectiveSpec = ObjectiveSpec()
+    selection: SelectionConfig = Field(
+        SelectionConfig(), description="what chooses: synthetic (default), test_fold or test"
+    )
     num_samples: int | None = Field(None, ge=1, description="trials; grid: defaults to its size")
     scheduler: SchedulerSpec = SchedulerSpec()
     resources: ResourcesSpec = ResourcesSpec()
@@ -218,8 +223,10 @@ class StudySpec(_Strict):
 
     @property
     def base_overrides(self) -> dict[str, Any]:
-        """The method and the fixed parameters, as dotted overrides of the preset."""
-        return {"method": self.method, **self.fixed}
+        """The method, the selection protocol and the fixed parameters, as dotted overrides of
+        the preset."""
+        selection = {f"selection.{k}": v for k, v in self.selection.model_dump().items()}
+        return {"method": self.method, **selection, **self.fixed}
 
     def base_config(self) -> TrainConfig:
         """Preset + method + fixed parameters (no search-space values)."""
@@ -240,6 +247,12 @@ def check_spec(spec: StudySpec) -> StudySpec:
     overlap = sorted(set(spec.scientific) & set(spec.nuisance))
     if overlap:
         raise ConfigError(f"{overlap} listed in both scientific and nuisance: keep one")
+    chosen_by = sorted(k for k in (*spec.fixed, *spec.space) if k.startswith("selection."))
+    if chosen_by:
+        raise ConfigError(
+            f"{chosen_by}: the selection protocol is one per study (trials chosen on different "
+            "images cannot be compared); set it with the top-level `selection:` key"
+        )
     fixed_overlap = sorted(set(spec.fixed) & set(spec.space))
     if fixed_overlap:
         raise ConfigError(f"fixed: {fixed_overlap} also in the search space: keep one")

@@ -166,7 +166,7 @@ def mlflow_status(uri: str, name: str, now: float | None = None) -> dict[str, An
             devices.add(run.data.tags["device"])
         if state == RUNNING:
             running.append(_mlflow_running(run, now))
-        value = run.data.metrics.get("objective")
+        value = run.data.metrics.get(f"objective/{metric}")
         if state == "COMPLETE" and value is not None:
             better = best is None or (
                 value > best["value"] if mode == "max" else value < best["value"]

@@ -4,18 +4,19 @@ Runs inside a Ray worker and uses only ray.tune.* (tune.report / tune.get_checkp
 tune.Checkpoint): ray.train.report raises inside Tune. It never talks to MLflow or Optuna;
 the driver does (creation races and RUNNING runs of stopped trials come from doing it here).
 
-Per student epoch it reports {"epoch", "loss", [metrics...], ["objective"]} with a checkpoint
+Per student epoch it reports {"epoch", "train/loss", ["val/..." metrics, "objective"]} (the
+objective is a validation metric; see objective_value) with a checkpoint
 holding the torch.save'd training state, so ASHA can stop it and an interrupted or retried
 trial continues from its last epoch. When an earlier stage (dhkd's flow teacher) ends it reports
 {"stage_done": name} (no epoch, nothing tracked) with a checkpoint of the state after that
 stage, so a trial interrupted before its first student epoch does not train its teacher again.
-After fit_units returns it reports the final metrics with `finished: 1` and a checkpoint that
-also holds the artifacts (metrics.json, config.yaml, fingerprint.json, the weights
-checkpoint.pt, anomaly-map grids) the driver logs to MLflow (the weights as the spec's
-keep_weights says). Every report also names the Ray node the attempt runs on (`node_id`), so
-the driver can record where each trial ran, and where a retry went, and what this attempt
-used so far (`compute_s` wall seconds, `cpu_s` CPU seconds, an `attempt` id and the `device`
-name), so the driver can account for compute.
+After fit_units returns it reports the final metrics (the test metrics "test/...", read once,
+among them) with `finished: 1` and a checkpoint that also holds the artifacts (metrics.json,
+config.yaml, fingerprint.json, the weights checkpoint.pt, anomaly-map grids) the driver logs to
+MLflow (the weights as the spec's keep_weights says). Every report also names the Ray node the
+attempt runs on (`node_id`), so the driver can record where each trial ran, and where a retry
+went, and what this attempt used so far (`train/compute_s` wall seconds, `cpu_s` CPU seconds,
+an `attempt` id and the `device` name), so the driver can account for compute.
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ class TrialContext:
 
 
 def objective_value(metrics: dict[str, float], metric: str, categories: list[str]) -> float | None:
-    """Mean of `<category>/<metric>` over categories (each already a mean over seeds)."""
-    values = [metrics.get(f"{c}/{metric}") for c in categories]
+    """Mean of the validation metric `val/<category>/<metric>` over categories (each already a
+    mean over seeds): what the searcher optimises and ASHA compares. The test metrics never
+    choose (under selection protocol `test` the validation images are the test images)."""
+    values = [metrics.get(f"val/{c}/{metric}") for c in categories]
     if any(v is None for v in values):
         return None
     return float(sum(values) / len(values))

@@ -137,7 +137,8 @@ def assert_consistent(stack: Stack, name: str, uri: str, trials: int, epochs: in
     for number, run in runs.items():
         assert run.data.tags["mlflow.parentRunId"] == study.info.run_id
         assert (run.info.status, run.data.tags["state"]) == ("FINISHED", "COMPLETE"), number
-        steps = {m.step for m in client.get_metric_history(run.info.run_id, "objective")}
+        history = client.get_metric_history(run.info.run_id, "objective/pixel_aupro")
+        steps = {m.step for m in history}
         assert steps == set(range(1, epochs + 1)), f"trial {number} lost epochs: {steps}"
         names = {f.path for f in client.list_artifacts(run.info.run_id)}
         assert {"metrics.json", "maps_stripes_s0.png"} <= names, names
@@ -225,11 +226,11 @@ def _study_run_exists(uri: str, name: str) -> bool:
 
 
 def _metric_span(uri: str, run_id: str) -> tuple[float, float]:
-    """(start, end) in ms of a trial: `compute_s` (seconds since it started) is logged with the
-    time the driver got it, which the outbox keeps."""
+    """(start, end) in ms of a trial: `train/compute_s` (seconds since it started) is logged with
+    the time the driver got it, which the outbox keeps."""
     from mlflow.tracking import MlflowClient
 
-    history = MlflowClient(uri).get_metric_history(run_id, "compute_s")
+    history = MlflowClient(uri).get_metric_history(run_id, "train/compute_s")
     return min(m.timestamp - 1000 * m.value for m in history), max(m.timestamp for m in history)
 
 

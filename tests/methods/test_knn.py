@@ -50,7 +50,7 @@ def test_knn_runs_through_fit_units_in_one_stage(synthetic_root, cache, tmp_path
         feature_cache=cache, progress=False,
     )  # fmt: skip
     assert [r.epoch for r in reports] == [1] and result["epochs"] == 1
-    assert result["metrics"]["image_auroc"] > 0.8  # generated defects are easy for a kNN
+    assert result["metrics"]["test/image_auroc"] > 0.8  # generated defects are easy for a kNN
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert saved["config"]["method"] == "knn" and "teacher" not in saved["config"]
     assert saved["units"][0]["model"]["bank"].shape[0] > 0
@@ -60,15 +60,15 @@ def test_state_round_trips(synthetic_root, cache):
     cfg = load_config("tiny", overrides={"method": "knn", "knn.coreset_min": 16})
     train = cache.get(cfg, synthetic_root, "stripes", "train", CPU)
     test = cache.get(cfg, synthetic_root, "stripes", "test", CPU)
-    unit = make_unit(cfg, "stripes", 0, train, test, CPU)
+    unit = make_unit(cfg, "stripes", 0, train, CPU)
     unit.run_epoch("fit", 1)
     buffer = io.BytesIO()
     torch.save(unit.state_dict(), buffer)
     buffer.seek(0)
-    fresh = make_unit(cfg, "stripes", 0, train, test, CPU)
+    fresh = make_unit(cfg, "stripes", 0, train, CPU)
     fresh.load_state_dict(torch.load(buffer, weights_only=True))
-    for a, b in zip(unit.predict(), fresh.predict(), strict=True):
+    for a, b in zip(unit.predict(test), fresh.predict(test), strict=True):
         assert (a == b).all()
-    other = make_unit(load_config("tiny"), "stripes", 0, train, test, CPU)
+    other = make_unit(load_config("tiny"), "stripes", 0, train, CPU)
     with pytest.raises(TrainingError, match="not a knn checkpoint"):
         fresh.load_state_dict(other.state_dict())

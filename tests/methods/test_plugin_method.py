@@ -36,7 +36,7 @@ def test_registered_method_trains_through_the_cli(meanfeat, synthetic_root, tmp_
             "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert 0.5 < metrics["image_auroc"] <= 1.0 and metrics["epochs"] == 1
+    assert 0.5 < metrics["test/image_auroc"] <= 1.0 and metrics["epochs"] == 1
     stored = yaml.safe_load((out / "config.yaml").read_text())
     assert stored["meanfeat"] == {"scale": 2.0} and "teacher" not in stored
     with pytest.raises(ConfigError, match=r"meanfeat\.scale belongs to method 'meanfeat'"):
@@ -77,4 +77,4 @@ def test_registered_method_runs_a_smoke_study(tmp_path):
         params = run.data.params
         assert params["method"] == "meanfeat" and "meanfeat.scale" in params
         assert not any(k.split(".")[0] in ("teacher", "noise", "bikd", "knn") for k in params)
-        assert "image_auroc" in run.data.metrics
+        assert "test/image_auroc" in run.data.metrics and "val/image_auroc" in run.data.metrics

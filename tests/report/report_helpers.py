@@ -13,6 +13,7 @@ import numpy as np
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 CATEGORIES = ("a", "b", "c", "d")
 SEEDS = (0, 1)
+VAL_SHIFT = -0.01  # validation metrics = test metrics + VAL_SHIFT (the same order of trials)
 
 
 @dataclass
@@ -68,13 +69,15 @@ def unit_rows(trial: FakeTrial, categories=CATEGORIES, seeds=SEEDS) -> list[dict
     return rows
 
 
-def summarise(units: list[dict]) -> dict[str, float]:
-    """As dhkd.train._summarise: `<metric>` over units, `<category>/<metric>` over seeds."""
+def summarise(units: list[dict], prefix: str = "test/", shift: float = 0.0) -> dict[str, float]:
+    """As dhkd.train._summarise: `<prefix><metric>` over units, `<prefix><category>/<metric>`
+    over seeds (each value + shift)."""
     out = {}
     for m in METRICS:
-        out[m] = float(np.mean([u[m] for u in units]))
+        out[f"{prefix}{m}"] = float(np.mean([u[m] for u in units])) + shift
         for cat in dict.fromkeys(u["category"] for u in units):
-            out[f"{cat}/{m}"] = float(np.mean([u[m] for u in units if u["category"] == cat]))
+            vals = [u[m] for u in units if u["category"] == cat]
+            out[f"{prefix}{cat}/{m}"] = float(np.mean(vals)) + shift
     return out
 
 
@@ -111,9 +114,11 @@ def write_study(tmp: Path, uri: str, trials: list[FakeTrial], **changes) -> str:
             tracker.end_trial(t.number, "FAILED", error="TrainingError: non-finite loss")
             continue
         t.units = unit_rows(t, spec.data.category_names, spec.seeds)
-        final = summarise(t.units)
+        final = {**summarise(t.units), **summarise(t.units, "val/", VAL_SHIFT)}
         cats = spec.data.category_names
-        final["objective"] = float(np.mean([final[f"{c}/pixel_aupro"] for c in cats]))
+        final["objective/pixel_aupro"] = float(
+            np.mean([final[f"val/{c}/pixel_aupro"] for c in cats])
+        )
         first = {k: v - 0.05 for k, v in final.items() if k not in t.drop}
         tracker.log_metrics(t.number, first, step=1)
         if t.state == "PRUNED":

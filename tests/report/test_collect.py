@@ -21,7 +21,7 @@ def test_study_runs_params_and_spec_come_back(fake_study):
     assert data.objective == ("pixel_aupro", "max")
     assert data.trials[1].searched == ["loss.affinity_weight", "noise.sigma"]
     # the final (step 2) value, not the first epoch's
-    assert data.trials[1].metric("b/image_auroc") == pytest.approx(0.87 + 0.002)
+    assert data.trials[1].metric("test/b/image_auroc") == pytest.approx(0.87 + 0.002)
 
 
 def test_units_come_from_the_metrics_json_artifact(fake_study):
@@ -113,7 +113,7 @@ def test_spec_falls_back_to_the_spec_yaml_artifact(tmp_path, fresh_uri):
         },
     )
     client.log_param(trial.info.run_id, "noise.sigma", "0.1")
-    client.log_metric(trial.info.run_id, "bottle/image_auroc", 0.9, step=1)
+    client.log_metric(trial.info.run_id, "val/bottle/image_auroc", 0.9, step=1)
     data = load_study("old", fresh_uri)
     assert data.objective == ("image_auroc", "max") and data.categories == ["bottle"]
     cols = columns(data)

@@ -27,7 +27,7 @@ def test_rebuilt_study_keeps_states_params_values_and_history(fake_study):
     ]
     t1 = by_number[1]
     assert t1.params == {"noise.sigma": 0.2, "loss.affinity_weight": pytest.approx(0.05)}
-    assert t1.value == pytest.approx(data.trials[1].metric("objective"))
+    assert t1.value == pytest.approx(data.trials[1].metric("objective/pixel_aupro"))
     assert sorted(t1.intermediate_values) == [1, 2]
     assert sorted(by_number[3].intermediate_values) == [1]
     assert study.best_trial.user_attrs["number"] == 1

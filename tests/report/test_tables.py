@@ -30,9 +30,9 @@ def test_cells_are_the_final_mlflow_metrics_with_seed_spread(pixel_table, fake_s
     seeds = [u["pixel_auroc"] for u in trials[1].units if u["category"] == "c"]
     assert cell.value == pytest.approx(100 * np.mean(seeds))
     assert cell.std == pytest.approx(100 * np.std(seeds, ddof=1))
-    assert (cell.n, cell.metric_key, cell.source) == (2, "c/pixel_auroc", "mlflow")
+    assert (cell.n, cell.metric_key, cell.source) == (2, "test/c/pixel_auroc", "mlflow")
     avg = pixel_table.cells[(AVERAGE, "noise.sigma=0.0")]
-    assert avg.metric_key == "pixel_auroc"
+    assert avg.metric_key == "test/pixel_auroc"
     assert avg.value == pytest.approx(100 * np.mean([u["pixel_auroc"] for u in trials[0].units]))
 
 
@@ -102,7 +102,7 @@ def test_every_csv_number_is_the_metric_of_the_run_provenance_names(pixel_table,
 def test_a_metric_missing_from_a_run_is_a_footnoted_gap(tmp_path, fresh_uri):
     trials = [
         FakeTrial(0, 0.0, 0.1, "COMPLETE", 0.8),
-        FakeTrial(1, 0.2, 0.1, "COMPLETE", 0.85, drop=("b/pixel_aupro",)),
+        FakeTrial(1, 0.2, 0.1, "COMPLETE", 0.85, drop=("test/b/pixel_aupro",)),
         FakeTrial(2, 0.5, 0.1, "COMPLETE", 0.82),
     ]
     name = write_study(tmp_path, fresh_uri, trials)
@@ -111,7 +111,7 @@ def test_a_metric_missing_from_a_run_is_a_footnoted_gap(tmp_path, fresh_uri):
     assert table.missing == [("b", "noise.sigma=0.2")]
     assert table.cells[("a", "noise.sigma=0.2")].value is not None
     md = to_markdown(table)
-    assert "metric b/pixel_aupro missing from run" in md and "PARTIAL: 1 measured cells" in md
+    assert "metric test/b/pixel_aupro missing from run" in md and "PARTIAL: 1 measured cells" in md
     assert ",,," in to_csv(table).splitlines()[2]  # empty, never filled
 
 

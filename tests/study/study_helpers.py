@@ -53,10 +53,14 @@ def make_fake_fit(
                 flaky_mark.touch()
                 raise RuntimeError("worker lost (simulated)")
             value = epoch / epochs / order
-            metrics = {"loss": 1.0 / epoch, "pixel_aupro": value}
-            metrics.update({f"{c}/pixel_aupro": value for c in cats})
+            metrics = {"train/loss": 1.0 / epoch, "val/pixel_aupro": value}
+            metrics.update({f"val/{c}/pixel_aupro": value for c in cats})
             callback(Report(epoch, metrics, lambda e=epoch: {"epoch": e}))
-        final = {"pixel_aupro": 1.0 / order, **{f"{c}/pixel_aupro": 1.0 / order for c in cats}}
+        final = {
+            f"{split}/{key}": 1.0 / order
+            for split in ("val", "test")
+            for key in ("pixel_aupro", *(f"{c}/pixel_aupro" for c in cats))
+        }
         extra = {"resumed_from": None if resume_state is None else resume_state["epoch"]}
         (Path(out_dir) / "metrics.json").write_text(json.dumps({**final, **extra}))
         return {"metrics": final, "train_seconds": 0.1, "eval_seconds": 0.0,

@@ -44,5 +44,5 @@ def test_quickstart_smoke(tmp_path, mlflow_template):
         if run.data.tags["state"] == "COMPLETE":
             names = {f.path for f in client.list_artifacts(run.info.run_id)}
             assert {"maps_stripes_s0.png", "maps_widget_s0.png", "metrics.json"} <= names
-            assert 0.0 <= run.data.metrics["stripes/pixel_aupro"] <= 1.0
+            assert 0.0 <= run.data.metrics["test/stripes/pixel_aupro"] <= 1.0
     assert (tmp_path / "ray" / "features").is_dir()  # the node-local feature cache was used

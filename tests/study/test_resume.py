@@ -114,7 +114,7 @@ def test_sigkill_then_rerun_completes_the_study(tmp_path, mlflow_template):
         run = by_number[t.number]
         assert run.data.tags["state"] == "COMPLETE"
         assert run.data.tags["trial_id"] == t.user_attrs["ray_trial_id"]
-        assert float(run.data.metrics["objective"]) == pytest.approx(t.value)
+        assert float(run.data.metrics["objective/pixel_aupro"]) == pytest.approx(t.value)
         assert run.data.metrics["cost/cpu_s"] > 0 and run.data.tags["device"].startswith("cpu")
     client = __import__("mlflow").tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     for run in runs:

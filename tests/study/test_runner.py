@@ -76,7 +76,7 @@ def test_pruned_and_failed_trials_reach_optuna_and_mlflow(tmp_path, tracking_uri
     assert err.data.tags["failures"] == "2"
     text = client.download_artifacts(err.info.run_id, "error.txt", str(tmp_path / "dl"))
     assert "non-finite loss" in Path(text).read_text()
-    history = client.get_metric_history(by_number[first.number].info.run_id, "a/pixel_aupro")
+    history = client.get_metric_history(by_number[first.number].info.run_id, "val/a/pixel_aupro")
     assert [m.step for m in history] == [1, 2, 3, 4]
 
 
@@ -90,7 +90,7 @@ def test_a_retried_trial_continues_from_its_checkpoint(tmp_path, tracking_uri, r
     client = __import__("mlflow").tracking.MlflowClient(tracking_uri)
     path = client.download_artifacts(runs[0].info.run_id, "metrics.json", str(tmp_path / "dl"))
     assert json.loads(Path(path).read_text())["resumed_from"] == 2  # not retrained from scratch
-    history = client.get_metric_history(runs[0].info.run_id, "objective")
+    history = client.get_metric_history(runs[0].info.run_id, "objective/pixel_aupro")
     assert sorted({m.step for m in history}) == [1, 2, 3, 4]
 
 

@@ -55,10 +55,9 @@ class BiKDUnit(MethodUnit):
         category: str,
         seed: int,
         train: CachedSplit,
-        test: CachedSplit,
         device: torch.device,
     ) -> None:
-        super().__init__(cfg, category, seed, train, test, device)
+        super().__init__(cfg, category, seed, train, device)
         self.augment_generator = torch.Generator().manual_seed(seed + 1)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
@@ -121,9 +120,9 @@ class BiKDUnit(MethodUnit):
         self.last_parts = parts
         return float(np.mean(losses))
 
-    def level_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
-        images = images_tensor(self.test.images[idx.numpy()])
-        return self.model(images.to(self.device).float() / 255.0, self._features(self.test, idx))
+    def level_maps(self, split: CachedSplit, idx: torch.Tensor) -> list[torch.Tensor]:
+        images = images_tensor(split.images[idx.numpy()]).to(self.device).float() / 255.0
+        return self.model(images, self._features(split, idx))
 
     def maps_from(self, images: torch.Tensor, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         return self.model(images, feats)

@@ -48,10 +48,9 @@ class DHKDUnit(MethodUnit):
         category: str,
         seed: int,
         train: CachedSplit,
-        test: CachedSplit,
         device: torch.device,
     ) -> None:
-        super().__init__(cfg, category, seed, train, test, device)
+        super().__init__(cfg, category, seed, train, device)
         self.noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
         self.teacher_opt = torch.optim.Adam(self.model.teacher.parameters(), lr=cfg.teacher.lr)
         self.student_opt = torch.optim.AdamW(
@@ -105,8 +104,8 @@ class DHKDUnit(MethodUnit):
         self.epoch = epoch
         return float(np.mean(losses))
 
-    def level_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
-        return self.model(self._features(self.test, idx))
+    def level_maps(self, split: CachedSplit, idx: torch.Tensor) -> list[torch.Tensor]:
+        return self.model(self._features(split, idx))
 
     def state_dict(self) -> dict:
         return {

@@ -7,6 +7,7 @@ import math
 import torch
 
 from dhkd.errors import TrainingError
+from dhkd.features import CachedSplit
 from dhkd.methods.base import MethodUnit
 from dhkd.methods.knn.model import KnnModel, greedy_coreset
 
@@ -51,8 +52,8 @@ class KnnUnit(MethodUnit):
         self.epoch = epoch
         return spread
 
-    def level_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
-        return self.model(self._features(self.test, idx))
+    def level_maps(self, split: CachedSplit, idx: torch.Tensor) -> list[torch.Tensor]:
+        return self.model(self._features(split, idx))
 
     def load_weights(self, model_state: dict) -> None:
         self.model.set_bank(model_state["bank"])

@@ -12,6 +12,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from dhkd.features import CachedSplit
 from dhkd.methods.base import MethodUnit
 from dhkd.methods.info import MethodInfo, Stage
 from dhkd.models.norm import FeatureNorm
@@ -61,8 +62,8 @@ class MeanfeatUnit(MethodUnit):
         self.epoch = epoch
         return 0.0
 
-    def level_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
-        return self.model(self._features(self.test, idx))
+    def level_maps(self, split: CachedSplit, idx: torch.Tensor) -> list[torch.Tensor]:
+        return self.model(self._features(split, idx))
 
     def state_dict(self) -> dict:
         return {"method": "meanfeat", "category": self.category, "seed": self.seed,
