@@ -108,5 +108,5 @@ def test_resumed_trial_does_not_train_its_teacher_again(
     fresh = fake_tune()
     run_trial(config, context)
     assert teacher_epochs == [1, 2, 1, 2]
-    for key in ("stripes/image_auroc", "stripes/pixel_auroc", "stripes/pixel_aupro"):
+    for key in ("test/stripes/image_auroc", "val/stripes/pixel_auroc", "test/stripes/pixel_aupro"):
         assert final[key] == pytest.approx(fresh.results[-1][key], abs=1e-6)
