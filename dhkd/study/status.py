@@ -152,7 +152,7 @@ def mlflow_status(uri: str, name: str, now: float | None = None) -> dict[str, An
     counts = dict.fromkeys(STATES, 0)
     running, best, compute = [], None, {"wall_s": 0.0, "cpu_s": 0.0, "gpu_s": 0.0}
     devices: set[str] = set()
-    metric, mode = "objective", "max"
+    metric, mode = "pixel_aupro", "max"
     study = client.search_runs([exp.experiment_id], "tags.`dhkd.role` = 'study'", max_results=1)
     if study:
         mode = str(study[0].data.params.get("spec.objective.mode", "max"))
