@@ -118,7 +118,7 @@ def study_note(spec: StudySpec, outcome: str = "") -> str:
     nuis = "; ".join(_param_text(k, p) for k, p in spec.nuisance.items()) or "none"
     fixed = ", ".join(f"`{k}`={v}" for k, v in spec.fixed.items()) or "none"
     lines = [
-        f"**{spec.description.strip()}**",
+        spec.description.strip(),
         "",
         f"- **Scientific parameters**: {sci}",
         f"- **Nuisance parameters** (tuned for each scientific value): {nuis}",
@@ -151,23 +151,23 @@ def trial_note(
     stopped_by: str = "",
     error: str = "",
 ) -> str:
-    """A trial run's description: what it tried, and how it ended (state None: running).
-    `stopped_by` names what pruned it ("ASHA", "the time budget"); `error`: its error text."""
-    tried = ", ".join(f"`{k}`={v}" for k, v in params.items()) or "the fixed parameters only"
-    head = f"Trial #{number} of study `{spec.name}` tries {tried}."
+    """A trial run's description: how it ended (the first line, which the runs table shows;
+    plain text), then what it tried. state None: running. `stopped_by` names what pruned it
+    ("ASHA", "the time budget"); `error`: its error text."""
     at = f" at epoch {epoch}" if epoch is not None else ""
-    shown = f"; {objective_name(spec)} = {value:.4f}" if value is not None else ""
+    shown = f"{objective_name(spec)} = {value:.4f}" if value is not None else ""
     if state is None:
         end = "RUNNING"
     elif state == COMPLETE:
-        end = f"**COMPLETE**{at}{shown}"
+        end = f"COMPLETE{at}" + (f": {shown}" if shown else "")
     elif state == PRUNED:
         by = f" by {stopped_by}" if stopped_by else ""
-        last = f" (last evaluation: {shown[2:]})" if shown else ""
-        end = f"**PRUNED{by}**{at}: stopped early by the scheduler, not a failure{last}"
+        last = f"; last evaluation {shown}" if shown else ""
+        end = f"PRUNED{by}{at} (stopped early by the scheduler, not a failure){last}"
     else:
-        end = f"**{state}**{at}" + (f": {error_line(error)}" if error else "")
-    return f"{head}\n\n{end}"
+        end = f"{state}{at}" + (f": {error_line(error)}" if error else "")
+    tried = ", ".join(f"`{k}`={v}" for k, v in params.items()) or "the fixed parameters only"
+    return f"{end}\n\nTrial #{number} of study `{spec.name}` tried {tried}."
 
 
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\w*(\(.*\))?:")
