@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from dhkd.data.selection import protocol_label
-from dhkd.study.outcome import COMPLETE, PRUNED
+from dhkd.study.outcome import COMPLETE, PRUNED, objective_key
 from dhkd.study.spec import StudySpec
 
 NOTE = "mlflow.note.content"
@@ -40,7 +40,7 @@ def run_route(experiment_id: str, run_id: str) -> str:
 
 
 def objective_name(spec: StudySpec) -> str:
-    return f"objective/{spec.objective.metric}"
+    return objective_key(spec.objective.metric)
 
 
 def _col(kind: str, key: str) -> str:
