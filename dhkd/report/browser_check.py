@@ -322,8 +322,9 @@ async def run_checks(browser: Browser, ui: UI, info: dict[str, Any], out: Path) 
             f"document.querySelector('a[href*=\"{best.info.run_id}\"]')",
             "the study run's description does not link the best trial",
         )
-    await browser.eval("""[...document.querySelectorAll('button, a, span')].filter(
-        e => e.textContent.trim() === 'Show more').forEach(e => e.click())""")
+    await browser.eval("""[...document.querySelectorAll('body *')].filter(
+        e => e.children.length === 0 && e.textContent.trim() === 'Show more').forEach(e => {
+          (e.closest('button, a, [role=button]') || e).click(); })""")
     await browser.reveal("Description")
     await browser.shot(out / "2-study-run.png")
     seen.append(f"study run {study.info.run_id}: description names the best trial")

@@ -24,7 +24,7 @@ line-height:1.45;color:#1f2328}
 table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #d0d7de;padding:3px 8px}
 th{background:#f6f8fa}td{text-align:right}td:first-child{text-align:left}
 img{max-width:100%;border:1px solid #eee}pre{background:#f6f8fa;padding:.6em;overflow:auto}
-code{background:#f6f8fa;padding:0 3px}details{margin:.4em 0}summary{cursor:pointer}
+code{background:#f6f8fa;padding:0 3px}details{margin:.4em 0;overflow-x:auto}summary{cursor:pointer}
 .file{font-family:monospace}
 """
 TEXT_FILES = (".csv", ".md", ".tex", ".json", ".txt", ".yaml")

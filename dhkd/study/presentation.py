@@ -85,8 +85,8 @@ def _param_text(key: str, param) -> str:
     tree = param.model_dump(exclude_none=True)
     if "values" in tree:
         return f"`{key}` in {tree['values']}"
-    scale = " (log)" if tree.get("log") else ""
-    return f"`{key}` in [{tree.get('low')}, {tree.get('high')}]{scale}"
+    scale = ", log scale" if tree.get("log") else ""
+    return f"`{key}` from {tree.get('low')} to {tree.get('high')}{scale}"
 
 
 def protocol_lines(spec: StudySpec) -> list[str]:
@@ -102,7 +102,7 @@ def protocol_lines(spec: StudySpec) -> list[str]:
     if spec.scheduler.type == "asha":
         lines.append(
             f"- **Early stopping**: ASHA compares trials on the objective at its evaluation "
-            f"epochs (grace period {spec.scheduler.grace_period} epochs, reduction factor "
+            f"epochs (grace period: {spec.scheduler.grace_period} epoch(s), reduction factor "
             f"{spec.scheduler.reduction_factor:g}); a trial it stops is PRUNED"
         )
     lines.append(
