@@ -1,0 +1,74 @@
+"""Acceptance on MVTec AD bottle: `dhkd predict` with the checkpoint of `dhkd train` writes the
+test scores behind metrics.json (scores_bottle_s0.csv), its decisions at the stored threshold
+give metrics.json's test F1, and the ONNX export agrees with PyTorch on test images."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from dhkd.cli import main
+from dhkd.metrics import image_auroc
+from dhkd.threshold import rates
+
+pytestmark = [pytest.mark.slow, pytest.mark.real_data]
+
+
+@pytest.fixture(scope="module")
+def bottle(shared_data, tmp_path_factory):
+    root = shared_data / "mvtec_ad"
+    if not (root / "bottle").is_dir():
+        pytest.skip(f"MVTec AD bottle not found under {root}")
+    out = tmp_path_factory.mktemp("bottle")
+    args = ["train", "--data", str(root), "--category", "bottle", "--out", str(out), "--quiet"]
+    assert main([*args, "--set", "teacher.epochs=1", "--set", "optim.epochs=2"]) == 0
+    return root, out
+
+
+def test_predict_writes_the_scores_and_f1_of_metrics_json(bottle, tmp_path):
+    root, run = bottle
+    out = tmp_path / "pred"
+    test = root / "bottle" / "test"
+    assert main(["predict", "--checkpoint", str(run / "checkpoint.pt"), str(test),
+                 "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    with open(run / "scores_bottle_s0.csv") as f:
+        trained = {r["path"]: (int(r["label"]), float(r["score"])) for r in csv.DictReader(f)}
+    with open(out / "predictions.csv") as f:
+        predicted = {r["path"]: r for r in csv.DictReader(f)}
+    assert set(predicted) == set(trained)
+    paths = sorted(trained)
+    labels = np.array([trained[p][0] for p in paths])
+    before = np.array([trained[p][1] for p in paths])
+    after = np.array([float(predicted[p]["score"]) for p in paths])
+    assert np.abs(after - before).max() <= 1e-5 * max(1.0, np.abs(before).max())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert image_auroc(after, labels) == pytest.approx(metrics["test/image_auroc"], abs=1e-9)
+    threshold = metrics["units"][0]["threshold"]["value"]
+    decided = np.array([predicted[p]["decision"] == "defective" for p in paths])
+    assert (decided == (after >= threshold)).all()
+    assert rates(after, labels, threshold)["f1"] == pytest.approx(
+        metrics["test/image_f1"], abs=1e-12
+    )
+
+
+def test_onnx_export_maps_agree_with_pytorch_on_test_images(bottle, tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="the [export] extra is not installed")
+    from dhkd.data.images import load_image
+    from dhkd.inference import Predictor
+
+    root, run = bottle
+    model = tmp_path / "bottle.onnx"
+    test = root / "bottle" / "test"
+    files = [sorted((test / d).glob("*.png"))[0] for d in ("good", "broken_large", "contamination")]
+    assert main(["export", "--checkpoint", str(run / "checkpoint.pt"), "--out", str(model),
+                 "--check-images", *map(str, files)]) == 0  # fmt: skip
+    predictor = Predictor.from_checkpoint(run / "checkpoint.pt")
+    images = np.stack([load_image(p, predictor.image_size) for p in files])
+    _, ref_maps = predictor.predict_images(images)
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    x = images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    maps = np.concatenate([session.run(None, {"image": x[i : i + 1]})[1] for i in range(len(x))])
+    assert np.abs(maps - ref_maps).max() <= 1e-4
