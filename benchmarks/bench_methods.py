@@ -6,9 +6,10 @@
 Each (category, method) runs `dhkd.train.fit` in its own process, so that peak memory and CPU
 time belong to that run alone: wall time and CPU time (user + system) of the fit, its feature /
 train / evaluation seconds, the process's peak resident memory, and image AUROC, pixel AUROC and
-AU-PRO on the category's test split. --features cold (default) starts every run from an empty
-feature cache, so the backbone pass is part of its time, as in a first `dhkd train`; warm
-extracts the features once per category beforehand and times the methods on cached features.
+AU-PRO on the category's test images (val_*: on the images its selection protocol validates
+on). --features cold (default) starts every run from an empty feature cache, so the backbone
+pass is part of its time, as in a first `dhkd train`; warm extracts the features once per
+category beforehand and times the methods on cached features.
 A category is looked up in the --data roots in order (default: ../shared/data/mvtec_ad and
 ../shared/data/lookout_cookie next to the checkout). Writes
 benchmarks/results/methods_<preset>.json (or --out) with the machine's load average before and
@@ -50,7 +51,7 @@ def run_one(method: str, preset: str, root: str, category: str, cache_dir: str) 
 
     from dhkd.config import load_config
     from dhkd.features import FeatureCache
-    from dhkd.train import fit
+    from dhkd.train import TEST, VAL, fit
 
     cfg = load_config(preset, overrides={"method": method})
     cache = FeatureCache(cache_dir)
@@ -71,7 +72,9 @@ def run_one(method: str, preset: str, root: str, category: str, cache_dir: str) 
         "eval_s": result["eval_seconds"],
         "peak_rss_mb": after.ru_maxrss / 1024,
         "threads": torch.get_num_threads(),
-        **{m: result["metrics"][m] for m in METRICS},
+        "selection": cfg.selection.protocol,
+        **{m: result["metrics"][f"{TEST}{m}"] for m in METRICS},
+        **{f"val_{m}": result["metrics"][f"{VAL}{m}"] for m in METRICS},
     }
 
 

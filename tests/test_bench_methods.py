@@ -32,6 +32,7 @@ def test_methods_benchmark_side_by_side(synthetic_root, tmp_path):
         assert row["wall_s"] > 0 and row["cpu_s"] > 0 and row["peak_rss_mb"] > 0
         assert row["process_wall_s"] >= row["wall_s"]
         assert all(0 <= row[m] <= 1 for m in ("image_auroc", "pixel_auroc", "pixel_aupro"))
+        assert 0 <= row["val_pixel_aupro"] <= 1 and row["selection"] == "synthetic"
 
 
 def test_unknown_category_names_the_roots_searched(tmp_path):
