@@ -1,19 +1,23 @@
 """Study throughput, platform overhead and the feature-cache speed-up, at quickstart scale.
 
     .venv/bin/python benchmarks/bench_study.py [--spec studies/quickstart.yaml] [--smoke-test]
-        [--no-study-without-cache]
+        [--no-study-without-cache] [--no-cache-bench] [--out FILE]
 
 1. The study as `dhkd study run` runs it (fresh storage and a fresh MLflow sqlite store, local
    Ray): wall time, trials per hour, and the share of wall time the trial slots spend outside
    trial compute: 1 - sum(trial compute) / (wall * slots), slots = trials that can run at once.
    Trial compute is what each trial measures inside its trainable (features, training,
-   evaluation, outputs: the last `train/compute_s` it reported). "loop" excludes the start-up
-   (MLflow store, data generation, Ray start) by timing from the first trial's start to the last
-   end.
+   evaluation, outputs: the wall seconds its attempts reported, from live.json). "loop"
+   excludes the start-up by timing from the first trial's start to the last end. Start-up
+   (run_study called -> first trial started) comes with its breakdown (the runner's phases:
+   tracking check, lock and spec, data, Optuna, outbox, Ray start, study run, then Tune until
+   the first trial starts); the per-trial overhead is each trial's time outside its compute
+   (driver start to end, less compute, plus the wait since its slot freed), with its median.
 2. The same study with the feature cache off (every trial extracts its backbone features).
 3. One trial's fit_units with no cache, with a warm disk cache (a new process would see this)
    and with a warm memory cache (a reused Ray actor sees this).
-Writes benchmarks/results/study.json and prints the figures.
+Writes benchmarks/results/study.json (or --out) and prints the figures; the JSON records the load
+average before and after, since the development machine is shared.
 """
 
 from __future__ import annotations
@@ -22,35 +26,34 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
 from dhkd.study import load_spec, smoke_spec
 from dhkd.study.layout import StudyPaths
+from dhkd.study.live import read_live, trial_cost
 from dhkd.study.runner import RunOptions, resolve_data, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def _trial_times(uri: str, name: str) -> list[dict]:
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(name)
-    rows = []
-    for run in client.search_runs([exp.experiment_id], "tags.`dhkd.role` = 'trial'"):
-        history = client.get_metric_history(run.info.run_id, "train/compute_s")
-        rows.append(
-            {
-                "state": run.data.tags.get("state"),
-                "start": run.info.start_time / 1000,
-                "end": run.info.end_time / 1000,
-                "compute_s": max((m.value for m in history), default=0.0),
-            }
-        )
-    return rows
+def trial_overheads(records: list[dict], slots: int) -> list[float]:
+    """Seconds each trial spent outside its own compute: from the driver's start of the trial
+    to its end, less the compute its attempts measured, plus the wait since its slot freed
+    (trials of the first wave wait for nothing: that is start-up)."""
+    free: list[float] = []
+    out = []
+    for rec in sorted(records, key=lambda r: r["started"]):
+        gap = 0.0
+        if len(free) >= slots:
+            free.sort()
+            gap = max(0.0, rec["started"] - free.pop(0))
+        free.append(rec["ended"])
+        out.append(rec["ended"] - rec["started"] - rec["compute_s"] + gap)
+    return out
 
 
 def bench_study(spec, cache: str, slots: int) -> dict:
@@ -61,17 +64,29 @@ def bench_study(spec, cache: str, slots: int) -> dict:
         start = time.time()
         summary = run_study(spec, opts)
         wall = time.time() - start
-        trials = _trial_times(uri, spec.name)
+        live = read_live(StudyPaths(Path(tmp) / "ray", spec.name))["trials"].values()
+    trials = [
+        {"started": r["started"], "ended": r["ended"],
+         "compute_s": trial_cost(r, spec.resources.gpu)["wall_s"]}
+        for r in live if r.get("started") and r.get("ended")
+    ]  # fmt: skip
     compute = sum(t["compute_s"] for t in trials)
-    loop = max(t["end"] for t in trials) - min(t["start"] for t in trials)
+    first = min(t["started"] for t in trials)
+    loop = max(t["ended"] for t in trials) - first
+    overheads = trial_overheads(trials, slots)
+    startup = {k: v for k, v in summary.startup.items() if not k.endswith("_at")}
+    startup["first_trial"] = round(first - summary.startup["tune_start_at"], 3)
     return {
         "feature_cache": cache,
         "trials": len(trials),
         "states": summary.counts(),
         "wall_s": round(wall, 2),
-        "startup_s": round(min(t["start"] for t in trials) - start, 2),
+        "startup_s": round(first - start, 2),
+        "startup_breakdown_s": startup,
         "loop_s": round(loop, 2),
         "trial_compute_s": round(compute, 2),
+        "per_trial_overhead_s": [round(o, 2) for o in overheads],
+        "per_trial_overhead_median_s": round(statistics.median(overheads), 2),
         "trials_per_hour": round(len(trials) / wall * 3600, 1),
         "trials_per_hour_loop": round(len(trials) / loop * 3600, 1),
         "outside_compute_fraction": round(1 - compute / (wall * slots), 3),
@@ -114,6 +129,8 @@ def main() -> None:
     parser.add_argument("--spec", default=str(ROOT / "studies" / "quickstart.yaml"))
     parser.add_argument("--smoke-test", action="store_true", help="the spec's smoke version")
     parser.add_argument("--no-study-without-cache", action="store_true")
+    parser.add_argument("--no-cache-bench", action="store_true", help="skip part 3")
+    parser.add_argument("--out", default=str(RESULTS / "study.json"), help="JSON file to write")
     args = parser.parse_args()
     spec = load_spec(args.spec)
     if args.smoke_test:
@@ -134,13 +151,19 @@ def main() -> None:
         result["study_speedup_from_cache"] = round(
             result["study_without_cache"]["trial_compute_s"] / result["study"]["trial_compute_s"], 2
         )
-    result["one_trial_fit"] = bench_cache(spec)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "study.json").write_text(json.dumps(result, indent=2))
+    if not args.no_cache_bench:
+        result["one_trial_fit"] = bench_cache(spec)
+    result["load_average_after"] = os.getloadavg()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
     study = result["study"]
     print(f"study {spec.name}: {study['trials']} trials {study['states']} in {study['wall_s']} s "
           f"(start-up {study['startup_s']} s) -> {study['trials_per_hour']} trials/h "
           f"({study['trials_per_hour_loop']} trials/h after start-up)")  # fmt: skip
+    print(f"start-up: {study['startup_breakdown_s']}")
+    print(f"per-trial overhead outside compute: median {study['per_trial_overhead_median_s']} s "
+          f"({study['per_trial_overhead_s']})")  # fmt: skip
     print(f"outside trial compute: {study['outside_compute_fraction']:.1%} of slot time "
           f"({study['outside_compute_fraction_loop']:.1%} after start-up)")  # fmt: skip
     if "study_without_cache" in result:
@@ -148,11 +171,13 @@ def main() -> None:
         print(f"without the feature cache: trial compute {nc['trial_compute_s']} s vs "
               f"{study['trial_compute_s']} s (x{result['study_speedup_from_cache']}), "
               f"wall {nc['wall_s']} s vs {study['wall_s']} s")  # fmt: skip
-    fit = result["one_trial_fit"]
-    print(f"one trial: no cache {fit['none']['trial_s']} s (features {fit['none']['feature_s']} s)"
-          f", disk cache {fit['disk']['trial_s']} s (x{fit['trial_speedup_disk']}), memory "
-          f"{fit['memory']['trial_s']} s (x{fit['trial_speedup_memory']})")  # fmt: skip
-    print(f"wrote {RESULTS / 'study.json'}")
+    fit = result.get("one_trial_fit")
+    if fit:
+        none, disk, memory = fit["none"], fit["disk"], fit["memory"]
+        print(f"one trial: no cache {none['trial_s']} s (features {none['feature_s']} s), disk "
+              f"cache {disk['trial_s']} s (x{fit['trial_speedup_disk']}), memory "
+              f"{memory['trial_s']} s (x{fit['trial_speedup_memory']})")  # fmt: skip
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

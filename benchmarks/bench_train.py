@@ -1,7 +1,7 @@
 """Training and inference throughput of a method per preset (images per second).
 
     .venv/bin/python benchmarks/bench_train.py [--presets quick paper] [--method dhkd]
-        [--images 32] [--device auto]
+        [--images 32] [--device auto] [--out FILE]
 
 Training: one teacher epoch and one student epoch over N cached-feature images (what a study
 trial repeats every epoch). Inference: images -> backbone -> anomaly maps and scores.
@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--method", default="dhkd", choices=method_names())
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--out", help="JSON file to write (default results/train_<method>.json)")
     args = parser.parse_args()
     rows = []
     for preset in args.presets:
@@ -107,8 +108,8 @@ def main() -> None:
             + (f", peak GPU {r['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in r else ""),
             flush=True,
         )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"train_{args.method}.json"
+    out = Path(args.out) if args.out else RESULTS / f"train_{args.method}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

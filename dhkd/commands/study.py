@@ -49,6 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "~/.cache/dhkd/features (or $DHKD_FEATURE_CACHE) with --address",
     )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.add_argument(
+        "--extend",
+        action="store_true",
+        help="the study exists and SPEC only adds trials (num_samples), seeds or categories: "
+        "keep every finished trial and run only the new work",
+    )
     run.set_defaults(func=run_command)
 
     sync = verbs.add_parser(
@@ -121,6 +127,7 @@ def run_command(args: argparse.Namespace) -> int:
         num_cpus=args.num_cpus,
         feature_cache=args.feature_cache,
         quiet=args.quiet,
+        extend=args.extend,
     )
     summary = run_study(spec, opts)
     return 0 if summary.complete else 1

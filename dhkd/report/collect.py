@@ -210,7 +210,10 @@ def load_study(name: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> StudyData
     notes: list[str] = []
     study_run = _study_run(client, exp, name, notes)
     study_id = study_run.info.run_id
-    spec = _spec_from_params(study_run.data.params) or _spec_from_artifact(client, study_id)
+    spec = None
+    if study_run.data.tags.get("dhkd.extended"):  # params keep the first spec: read the last
+        spec = _spec_from_artifact(client, study_id)
+    spec = spec or _spec_from_params(study_run.data.params) or _spec_from_artifact(client, study_id)
     if spec is None:
         raise DhkdError(
             f"the study run {study_id} of '{name}' has neither spec.* params nor a "
@@ -227,9 +230,10 @@ def load_study(name: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> StudyData
 
 
 def _categories(spec: dict[str, Any], trials: list[Trial]) -> list[str]:
-    for t in trials:
-        if t.tags.get("dhkd.categories"):
-            return t.tags["dhkd.categories"].split(",")
+    listed = [t.tags["dhkd.categories"].split(",") for t in trials
+              if t.tags.get("dhkd.categories")]  # fmt: skip
+    if listed:  # an extended study: the latest trials name every category
+        return max(listed, key=len)
     data = spec.get("data") or {}
     return list((data.get("synthetic") or {}).get("categories") or data.get("categories") or [])
 

@@ -8,6 +8,7 @@ reconnects them.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from dhkd.study.outcome import (
     PARAMS,
     PRUNED,
     TRIAL_NUMBER,
+    UNITS,
     tracked_metrics,
     trial_outcome,
 )
@@ -163,9 +165,13 @@ class TrackingCallback(Callback):
         )
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        if trial.config.get(UNITS):
+            return  # a top-up of a finished trial: its run gets the merged results at the end
         self._start(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if trial.config.get(UNITS):
+            return
         number = trial.config[TRIAL_NUMBER]
         node = result.get(NODE_ID)
         if node and self.nodes.get(trial.trial_id) != node:  # first result on this node
@@ -184,7 +190,32 @@ class TrackingCallback(Callback):
         metrics = {f"cost/{k}": cost[k] for k in ("wall_s", "cpu_s", "gpu_s")}
         return metrics, {"device": cost["device"]}
 
+    def _extended(self, trial) -> None:
+        """A top-up ended: the trial's run gets the metrics over all its units (at its final
+        step, newer than the first ones), its compute so far and a metrics.json of every unit.
+        The top-up's weights and fingerprint stay out: the run keeps its first ones."""
+        from dhkd.study.extend import merged_artifacts
+
+        number = trial.config[TRIAL_NUMBER]
+        rec = read_live(self.paths)["trials"].get(str(number), {})
+        if not rec.get("extended") or trial_outcome(trial.last_result, error=False) != COMPLETE:
+            return
+        cost, tags = self._cost(trial)
+        tags["units"] = ",".join(f"{c}:{s}" for c, s in rec["units"])[:4000]
+        covered = trial_tags(self.spec, trial.config)  # the categories and seeds it now covers
+        tags.update({k: covered[k] for k in ("dhkd.categories", "dhkd.seeds")})
+        folder = merged_artifacts(artifacts_of(trial), rec.get("unit_rows") or [], rec["final"])
+        try:
+            self._tracker().extend_trial(number, {**rec["final"], **cost}, tags, folder,
+                                         step=int(trial.last_result.get(EPOCH, 0)))  # fmt: skip
+        finally:
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        if trial.config.get(UNITS):
+            self._extended(trial)
+            return
         state = trial_outcome(trial.last_result, error=False)
         metrics, tags = self._cost(trial)
         if state == PRUNED:
@@ -209,6 +240,8 @@ class TrackingCallback(Callback):
             )
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        if trial.config.get(UNITS):
+            return  # a failed top-up: the trial keeps what it had; the next run tries again
         error = error_text(trial)
         metrics, tags = self._cost(trial)
         tags["failures"] = str(trial.num_failures)
@@ -230,7 +263,7 @@ class TrackingCallback(Callback):
         for trial in trials:
             number = trial.config.get(TRIAL_NUMBER)
             if number is None or number >= len(frozen) or frozen[number].state.is_finished():
-                continue
+                continue  # (top-ups included: their trials are COMPLETE)
             if exhausted:
                 finish_trial(study, number, PRUNED, None)
                 self._start(trial)
@@ -280,6 +313,8 @@ class ProgressCallback(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         params = " ".join(f"{k}={v}" for k, v in trial.config.get(PARAMS, {}).items())
+        if trial.config.get(UNITS):
+            params = f"(extension: {len(trial.config[UNITS])} new units) {params}"
         self._line(f"#{trial.config[TRIAL_NUMBER]} started ({trial.trial_id}) {params}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:

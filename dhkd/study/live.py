@@ -23,16 +23,20 @@ from ray.tune import Callback
 from dhkd.study.layout import StudyPaths, read_json, write_json
 from dhkd.study.outcome import (
     ATTEMPT,
+    COMPLETE,
     COMPUTE_S,
     CPU_S,
     DEVICE,
     EPOCH,
     FAILED,
     TRIAL_NUMBER,
+    UNITS,
+    tracked_metrics,
     trial_outcome,
 )
 from dhkd.study.spec import StudySpec
 from dhkd.study.trainable import NODE_ID
+from dhkd.study.units import as_units, merge_final
 
 RUNNING, INTERRUPTED = "RUNNING", "INTERRUPTED"
 
@@ -87,6 +91,29 @@ def gpu_budget_left(paths: StudyPaths, spec: StudySpec) -> bool:
     return projected <= cap * 3600.0
 
 
+def _unit_rows(trial) -> list[dict[str, Any]]:
+    """The per-unit rows of metrics.json in the trial's final checkpoint (empty if none)."""
+    import json
+    from pathlib import Path
+
+    checkpoint = trial.checkpoint
+    path = Path(checkpoint.path) / "artifacts" / "metrics.json" if checkpoint else None
+    if path is None or not path.is_file():
+        return []
+    rows = json.loads(path.read_text()).get("units")
+    return rows if isinstance(rows, list) else []
+
+
+def extended_values(paths: StudyPaths) -> dict[int, float]:
+    """Trial number -> objective over all its units, for trials an extension topped up."""
+    out = {}
+    for number, rec in read_live(paths).get("trials", {}).items():
+        value = (rec.get("final") or {}).get("objective")
+        if rec.get("extended") and value is not None:
+            out[int(number)] = float(value)
+    return out
+
+
 class LiveCallback(Callback):
     """Keeps live.json: every trial's status, epoch, node, device and per-attempt compute."""
 
@@ -130,15 +157,38 @@ class LiveCallback(Callback):
         self._save()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        if trial.last_result:
-            self.on_trial_result(iteration, trials, trial, trial.last_result)
-        self._end(trial, trial_outcome(trial.last_result, error=False))
+        result = trial.last_result or {}
+        if result:
+            self.on_trial_result(iteration, trials, trial, result)
+        status = trial_outcome(result, error=False)
+        rec = self._record(trial)
+        if status == COMPLETE:
+            self._keep_results(rec, trial, result)
+        self._end(trial, status)
+
+    def _keep_results(self, rec: dict[str, Any], trial, result: dict[str, Any]) -> None:
+        """The units a COMPLETE trial (or top-up) trained, its final metrics and per-unit rows;
+        a top-up's are merged into what the trial had (extend.py)."""
+        units = as_units(trial.config.get(UNITS) or self.spec.units)
+        final = tracked_metrics(result)
+        rows = _unit_rows(trial)
+        if trial.config.get(UNITS) and rec.get("final"):
+            old = as_units(rec.get("units") or [])
+            final = {
+                **final,
+                **merge_final(rec["final"], old, final, units, self.spec.objective.metric),
+            }
+            units, rows = old + units, (rec.get("unit_rows") or []) + rows
+            rec["extended"] = True
+        rec.update(units=[list(u) for u in units], final=final, unit_rows=rows)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._end(trial, FAILED)
 
     def _end(self, trial, status: str) -> None:
         rec = self._record(trial)
+        if trial.config.get(UNITS):  # a top-up: the trial stays COMPLETE over its old units
+            status = COMPLETE
         rec.update(status=status, ended=time.time())
         self._save()
 

@@ -18,6 +18,7 @@ COMPUTE_S = "train/compute_s"  # seconds this attempt of the trial has run so fa
 CPU_S = "cpu_s"  # CPU seconds (all threads) this attempt has used so far (every report)
 ATTEMPT = "attempt"  # id of this attempt of the trial (a retry or a resume is a new one)
 DEVICE = "device"  # what the attempt computes on, e.g. "cuda: NVIDIA H100" or "cpu: x86_64"
+UNITS = "units"  # config key of a top-up (extend.py): the (category, seed) units to train
 TRIAL_NUMBER = "trial_number"  # config key: the Optuna trial number
 PARAMS = "params"  # config key: {dotted TrainConfig key: value}
 

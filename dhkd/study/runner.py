@@ -20,18 +20,32 @@ import yaml
 
 from dhkd.errors import ConfigError, DataError
 from dhkd.study.budget import BudgetStopper, add_used_time, budget_state
+from dhkd.study.extend import check_extension, record_extension
 from dhkd.study.layout import StudyPaths, digest, write_json
 from dhkd.study.live import read_live, study_cost
 from dhkd.study.lock import DriverLock, describe
 from dhkd.study.presentation import NOTE, best_line, experiment_tags, study_note
 from dhkd.study.searcher import open_optuna_study
-from dhkd.study.spec import StudySpec, spec_tree
+from dhkd.study.spec import StudySpec, parse_spec, spec_tree
 from dhkd.study.summary import StudySummary, collect, format_summary, write_summary
 from dhkd.study.tracking import Tracker, check_tracking, normalize_uri
 from dhkd.study.trainable import TrialContext
 
 DEFAULT_STORAGE = Path("runs") / "ray"
 DEFAULT_TRACKING = "sqlite:///runs/mlflow.db"
+
+
+class Phases:
+    """Seconds each start-up phase of a run took (start-up overhead, benchmarks/bench_study.py)."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {"start_at": time.time()}
+        self._last = time.monotonic()
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        self.times[name] = round(now - self._last, 3)
+        self._last = now
 
 
 @dataclass
@@ -45,23 +59,40 @@ class RunOptions:
     # cluster (~/.cache/dhkd/features or $DHKD_FEATURE_CACHE); "off"; or a folder on each node
     fit_fn: Callable | None = None  # tests: a stand-in for dhkd.train.fit_units
     quiet: bool = False
+    extend: bool = False  # accept a spec that only adds trials, seeds or categories
 
 
-def prepare_study_dir(paths: StudyPaths, spec: StudySpec) -> bool:
-    """Write the spec snapshot; returns True when the study already existed (a resume)."""
+def prepare_study_dir(
+    paths: StudyPaths, spec: StudySpec, extend: bool = False
+) -> tuple[bool, bool]:
+    """Write the spec snapshot; returns (resumed: the study already existed, extended: its
+    spec grew by more trials, seeds or categories, which `extend` allows; extend.py)."""
     tree = spec_tree(spec)
     if paths.spec.is_file():
-        old = yaml.safe_load(paths.spec.read_text())
-        if digest(old) != digest(tree):
-            raise ConfigError(
-                f"a study named '{spec.name}' already exists at {paths.experiment} with a "
-                "different spec; pass --name NEW_NAME to start another study, or delete "
-                "that folder to start this one again"
-            )
-        return True
+        old_tree = yaml.safe_load(paths.spec.read_text())
+        if digest(old_tree) == digest(tree):
+            return True, False
+        old = parse_spec(old_tree, source=str(paths.spec), base_dir=spec.base_dir)
+        lines = check_extension(old, spec, extend)
+        record_extension(paths, old, spec, lines)
+        paths.spec.write_text(yaml.safe_dump(tree, sort_keys=False))
+        return True, True
     paths.dir.mkdir(parents=True, exist_ok=True)
     paths.spec.write_text(yaml.safe_dump(tree, sort_keys=False))
-    return False
+    return False, False
+
+
+def trials_to_start(paths: StudyPaths, spec: StudySpec) -> int:
+    """Ray trials a new Tuner of this study runs: trials Optuna has yet to ask for, trials it
+    asked for that no Tune snapshot holds (RUNNING), and top-ups of an extension."""
+    from optuna.trial import TrialState
+
+    from dhkd.study.extend import pending_topups
+
+    study = open_optuna_study(paths, spec)
+    trials = study.get_trials(deepcopy=False)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    return max(0, spec.trials - len(trials)) + running + len(pending_topups(paths, spec, study))
 
 
 def resolve_data(spec: StudySpec, paths: StudyPaths) -> Path:
@@ -131,7 +162,11 @@ def check_resources(spec: StudySpec) -> None:
     )
 
 
-def _tuner(spec: StudySpec, paths: StudyPaths, context: TrialContext, quiet: bool):
+def _tuner(
+    spec: StudySpec, paths: StudyPaths, context: TrialContext, quiet: bool, fresh: bool = False
+):
+    """Restore the study's Tune experiment, or (new study, or `fresh`: an extension) a new
+    Tuner for the trials still to start; None when there are none."""
     from ray import tune
 
     from dhkd.study.callbacks import ProgressCallback, TrackingCallback
@@ -142,8 +177,11 @@ def _tuner(spec: StudySpec, paths: StudyPaths, context: TrialContext, quiet: boo
 
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
-    if tune.Tuner.can_restore(str(paths.experiment)):
+    if not fresh and tune.Tuner.can_restore(str(paths.experiment)):
         return tune.Tuner.restore(str(paths.experiment), trainable, resume_unfinished=True)
+    num_samples = trials_to_start(paths, spec)
+    if num_samples == 0:
+        return None
     scheduler = None
     if spec.scheduler.type == "asha":
         epochs = spec.final_epochs()
@@ -163,7 +201,7 @@ def _tuner(spec: StudySpec, paths: StudyPaths, context: TrialContext, quiet: boo
         tune_config=tune.TuneConfig(
             search_alg=OptunaSearcher(paths, spec),
             scheduler=scheduler,
-            num_samples=spec.trials,
+            num_samples=num_samples,
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
@@ -212,41 +250,58 @@ def run_study(spec: StudySpec, opts: RunOptions | None = None) -> StudySummary:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # snapshots close to the truth
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    phases = Phases()
     check_tracking(uri)
+    phases.mark("tracking_check")
     lock = DriverLock(paths.dir).acquire()
     try:
         if lock.took_over and not opts.quiet:
             print(
                 f"[dhkd] took over the lock of a driver that is gone ({describe(lock.took_over)})"
             )
-        return _run_locked(spec, opts, paths, uri, start)
+        return _run_locked(spec, opts, paths, uri, start, phases)
     finally:
         lock.release()
 
 
 def _run_locked(
-    spec: StudySpec, opts: RunOptions, paths: StudyPaths, uri: str, start: float
+    spec: StudySpec, opts: RunOptions, paths: StudyPaths, uri: str, start: float, phases: Phases
 ) -> StudySummary:
-    resumed = prepare_study_dir(paths, spec)
+    resumed, extended = prepare_study_dir(paths, spec, opts.extend)
+    if extended and not opts.quiet:
+        print(f"[dhkd] extending study {spec.name}: every finished trial is kept")
+    phases.mark("lock_and_spec")
     data_root = resolve_data(spec, paths)
+    phases.mark("data")
     open_optuna_study(paths, spec)  # created here, once, before any trial
     write_json(paths.runtime, {"tracking_uri": uri, "artifact_location": opts.artifact_location})
+    phases.mark("optuna")
     tracker = Tracker(paths, uri, opts.artifact_location)
     if tracker.pending and not opts.quiet:
         print(f"[dhkd] sending {tracker.pending} tracking operations left by an earlier run")
     tracker.flush()
     context = _trial_context(spec, data_root, opts, paths)
+    phases.mark("outbox")
     started = _init_ray(opts)
+    phases.mark("ray_init")
     try:
         check_resources(spec)
         tags = {"dhkd.resumed": str(resumed), NOTE: study_note(spec)}
+        if extended:
+            tags["dhkd.extended"] = "True"
         tracker.start_study(spec.name, study_params(spec), tags, experiment_tags(spec))
+        phases.mark("study_run")
         tune_start = time.monotonic()
+        phases.times["tune_start_at"] = time.time()
         try:
-            _tuner(spec, paths, context, opts.quiet).fit()
+            tuner = _tuner(spec, paths, context, opts.quiet, fresh=extended)
+            if tuner is not None:
+                tuner.fit()
         finally:  # the study run is closed (FINISHED, or KILLED to be resumed) in any case
             add_used_time(paths, time.monotonic() - tune_start)
             summary = finish_study(paths, spec, uri, time.monotonic() - start, opts.quiet)
+            summary.startup = phases.times
+            write_summary(paths, summary)
     finally:
         if started:
             import ray

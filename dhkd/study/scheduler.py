@@ -22,7 +22,7 @@ import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from dhkd.study.layout import StudyPaths, read_json, write_json
-from dhkd.study.outcome import EPOCH, FINISHED, OBJECTIVE
+from dhkd.study.outcome import EPOCH, FINISHED, OBJECTIVE, UNITS
 
 
 def milestones(grace_period: int, reduction_factor: float, max_epochs: int) -> list[int]:
@@ -103,6 +103,8 @@ class PersistentASHA(FIFOScheduler):
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if trial.trial_id in self.stopped():
             return TrialScheduler.STOP
+        if trial.config.get(UNITS):  # a top-up of a COMPLETE trial (extend.py) runs to the end
+            return TrialScheduler.CONTINUE
         if result.get(FINISHED) == 1 or OBJECTIVE not in result or EPOCH not in result:
             return TrialScheduler.CONTINUE
         return self.decide(trial.trial_id, int(result[EPOCH]), float(result[OBJECTIVE]))

@@ -32,6 +32,7 @@ from dhkd.study.outcome import (
     PARAMS,
     PRUNED,
     TRIAL_NUMBER,
+    UNITS,
     trial_outcome,
 )
 from dhkd.study.space import grid, suggest
@@ -114,6 +115,8 @@ class OptunaSearcher(Searcher):
         self.spec = spec
         self.max_concurrent = spec.budget.max_concurrent
         self._live: dict[str, int] = {}
+        self._extending: dict[str, int] = {}  # Ray trial id -> number of a trial it tops up
+        self._topups: dict[int, list] | None = None
         self._reusable: list[int] | None = None
         self._study = None
 
@@ -151,6 +154,13 @@ class OptunaSearcher(Searcher):
         if not gpu_budget_left(self.paths, self.spec):
             mark_exhausted(self.paths, "gpu_hours")
             return Searcher.FINISHED
+        topups = self._pending_topups()
+        if topups:
+            number, units = next(iter(topups.items()))
+            del topups[number]
+            self._extending[trial_id] = number
+            params = self._frozen(number).user_attrs.get(PARAMS, {})
+            return {TRIAL_NUMBER: number, PARAMS: params, UNITS: [list(u) for u in units]}
         orphans = self._orphans()
         if orphans:
             number = orphans.pop(0)
@@ -167,6 +177,16 @@ class OptunaSearcher(Searcher):
         trial.set_user_attr("ray_trial_id", trial_id)
         self._live[trial_id] = number
         return {TRIAL_NUMBER: number, PARAMS: params}
+
+    def _pending_topups(self) -> dict[int, list]:
+        """COMPLETE trials that an extension gave new units and no Ray trial tops up yet."""
+        if self._topups is None:
+            from dhkd.study.extend import pending_topups
+
+            held = set(self._extending.values())
+            pending = pending_topups(self.paths, self.spec, self.study)
+            self._topups = {n: u for n, u in pending.items() if n not in held}
+        return self._topups
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         number = self._live.get(trial_id)
@@ -187,6 +207,8 @@ class OptunaSearcher(Searcher):
         return self.study.get_trials(deepcopy=False)[number]
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if self._extending.pop(trial_id, None) is not None:
+            return  # a top-up: Optuna keeps the trial's first value (live.json the merged one)
         number = self._live.pop(trial_id, None)
         if number is None:
             number = self._number_of(trial_id)
@@ -209,8 +231,9 @@ class OptunaSearcher(Searcher):
         return None
 
     def save(self, checkpoint_path: str) -> None:
-        write_json(self.paths.dir / "searcher.json", {"live": self._live})  # readable copy
-        write_json(_as_path(checkpoint_path), {"live": self._live})
+        state = {"live": self._live, "extending": self._extending}
+        write_json(self.paths.dir / "searcher.json", state)  # readable copy
+        write_json(_as_path(checkpoint_path), state)
 
     def restore(self, checkpoint_path: str) -> None:
         from optuna.trial import TrialState
@@ -222,7 +245,9 @@ class OptunaSearcher(Searcher):
             for tid, n in saved.get("live", {}).items()
             if n < len(trials) and trials[n].state == TrialState.RUNNING
         }
+        self._extending = dict(saved.get("extending", {}))
         self._reusable = None
+        self._topups = None
 
 
 def _as_path(path: str):

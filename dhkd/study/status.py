@@ -13,7 +13,7 @@ from typing import Any
 from dhkd.errors import DhkdError
 from dhkd.study.budget import budget_state
 from dhkd.study.layout import StudyPaths
-from dhkd.study.live import INTERRUPTED, RUNNING, read_live, study_cost
+from dhkd.study.live import INTERRUPTED, RUNNING, extended_values, read_live, study_cost
 from dhkd.study.lock import holder_alive, read_lock
 
 STATES = ("COMPLETE", "PRUNED", "FAILED", RUNNING, INTERRUPTED, "WAITING")
@@ -50,6 +50,7 @@ def study_status(paths: StudyPaths, now: float | None = None) -> dict[str, Any]:
     holder = read_lock(paths.dir / "driver.lock")
     alive = holder is not None and holder_alive(holder, now)
     live = read_live(paths)["trials"]
+    extended = extended_values(paths)
     counts = dict.fromkeys(STATES, 0)
     running, durations, done = [], [], []
     trials = _optuna_trials(paths, spec.name)
@@ -82,8 +83,8 @@ def study_status(paths: StudyPaths, now: float | None = None) -> dict[str, Any]:
     best = None
     if done:
         pick = max if spec.objective.mode == "max" else min
-        t = pick(done, key=lambda t: t.value)
-        best = {"number": t.number, "value": t.value,
+        t = pick(done, key=lambda t: extended.get(t.number, t.value))
+        best = {"number": t.number, "value": extended.get(t.number, t.value),
                 "params": t.user_attrs.get("params", t.params)}  # fmt: skip
     budget = budget_state(paths)
     used_s = float(budget.get("used_s", 0.0))

@@ -24,6 +24,7 @@ class StudySummary:
     tracking_rejected: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     compute: dict[str, Any] = field(default_factory=dict)  # live.study_cost: summed over trials
+    startup: dict[str, float] = field(default_factory=dict)  # runner.Phases: seconds per phase
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -36,15 +37,18 @@ def collect(paths: StudyPaths, spec: StudySpec) -> tuple[list[dict[str, Any]], d
     """Rows {number, state, value, params, run_id, ray_trial_id} from Optuna + tracking.json."""
     import optuna
 
+    from dhkd.study.live import extended_values
+
     study = optuna.load_study(study_name=spec.name, storage=paths.optuna_url)
     runs = (read_json(paths.tracking_state, {}) or {}).get("runs", {})
+    extended = extended_values(paths)  # trials an extension topped up: over all their units
     rows = []
     for t in study.get_trials(deepcopy=False):
         rows.append(
             {
                 "number": t.number,
                 "state": OPTUNA_TO_STATE.get(t.state.name, t.state.name),
-                "value": t.value,
+                "value": extended.get(t.number, t.value),
                 "params": t.user_attrs.get("params", t.params),
                 "ray_trial_id": t.user_attrs.get("ray_trial_id"),
                 "run_id": runs.get(str(t.number), {}).get("run_id"),
@@ -73,6 +77,7 @@ def write_summary(paths: StudyPaths, summary: StudySummary) -> Path:
             "tracking_pending": summary.tracking_pending,
             "wall_s": summary.wall_s,
             "compute": summary.compute,
+            "startup": summary.startup,
         },
     )
     return out

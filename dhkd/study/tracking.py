@@ -178,6 +178,13 @@ class Tracker:
                      "exclude": exclude or [], "inputs": inputs or [],
                      "metrics": metrics or {}, "ts": int(time.time() * 1000)})  # fmt: skip
 
+    def extend_trial(self, number: int, metrics: dict[str, float], tags: dict[str, str],
+                     artifacts: str | None, step: int) -> None:  # fmt: skip
+        """A finished trial's metrics over more units (an extended study), logged at `step`."""
+        self.submit({"op": "trial_extend", "number": number, "metrics": metrics, "tags": tags,
+                     "artifacts": artifacts, "step": int(step),
+                     "ts": int(time.time() * 1000)})  # fmt: skip
+
     def end_study(
         self,
         status: str,

@@ -109,7 +109,14 @@ def apply_study_start(tr: RunStore, op: dict[str, Any]) -> None:
     tr.save()
     for key, value in (op.get("experiment_tags") or {}).items():
         tr.client.set_experiment_tag(exp_id, key, value)
-    _log(tr, run_id, params=op["params"], tags=op["tags"])
+    logged = tr.client.get_run(run_id).data.params
+    params, changed = {}, {}
+    for key, value in op["params"].items():
+        if key in logged and logged[key] != _param_value(value):
+            changed[f"extended.{key}"] = _param_value(value)  # params cannot change in MLflow
+        else:
+            params[key] = value
+    _log(tr, run_id, params=params, tags={**op["tags"], **changed})
 
 
 def _trial_record(tr: RunStore, number: int, trial_id: str | None = None) -> dict[str, Any]:
@@ -246,6 +253,17 @@ def _log_inputs(tr: RunStore, run_id: str, inputs: list[dict[str, Any]]) -> None
         log.warning("dataset inputs of run %s not logged: %s", run_id, str(exc)[:300])
 
 
+def apply_trial_extend(tr: RunStore, op: dict[str, Any]) -> None:
+    """Metrics of a finished trial over all its units once an extension topped it up: logged
+    at its final step with a later timestamp (so they are the run's latest values), with a
+    metrics.json of every unit; applying it twice logs the same values again."""
+    rec = _trial_record(tr, op["number"])
+    run_id = rec["run_id"]
+    if op.get("artifacts") and Path(op["artifacts"]).is_dir():
+        tr.client.log_artifacts(run_id, op["artifacts"])
+    _log(tr, run_id, tags=op.get("tags"), metrics=op.get("metrics"), ts=op["ts"], step=op["step"])
+
+
 def _error_summary(text: str) -> str:
     """The last lines of a traceback (where the exception message is), at most MAX_TAG chars."""
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
@@ -280,5 +298,6 @@ OPERATIONS: dict[str, Operation] = {
     "metrics": apply_metrics,
     "trial_node": apply_trial_node,
     "trial_end": apply_trial_end,
+    "trial_extend": apply_trial_extend,
     "study_end": apply_study_end,
 }

@@ -41,6 +41,7 @@ from dhkd.study.outcome import (
     FINISHED,
     OBJECTIVE,
     PARAMS,
+    UNITS,
 )
 
 NODE_ID = "node_id"  # result key: hex id of the Ray node this attempt runs on
@@ -129,7 +130,8 @@ def _restore() -> tuple[dict | None, dict | None]:
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
-    """Tune entry point: `config` = {"trial_number": n, "params": {dotted key: value}}."""
+    """Tune entry point: `config` = {"trial_number": n, "params": {dotted key: value}}, and
+    for a top-up of an extended study "units": the (category, seed) units to train."""
     import logging
 
     import ray
@@ -145,7 +147,8 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         context.preset, overrides={**context.base_overrides, **config.get(PARAMS, {})}
     )
     epochs = get_method(cfg.method).final_stage(cfg).epochs
-    categories = list(dict.fromkeys(c for c, _ in context.units))
+    units = [(str(c), int(s)) for c, s in config.get(UNITS) or context.units]  # UNITS: a top-up
+    categories = list(dict.fromkeys(c for c, _ in units))
     state, final = _restore()
     if final is not None:  # finished before the driver lost track: report it again
         tune.report(final)
@@ -180,7 +183,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         result = fit(
             cfg,
             context.data_root,
-            context.units,
+            units,
             callback=callback,
             stage_callback=stage_callback,
             resume_state=state,

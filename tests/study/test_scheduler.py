@@ -57,6 +57,9 @@ def test_final_report_is_never_stopped(tmp_path):
     class T:
         trial_id = "b"
 
+        def __init__(self):
+            self.config = {}
+
     assert asha.on_trial_result(None, T(), {"epoch": 4, "objective": 0.1, "finished": 1}) == GO
     assert asha.on_trial_result(None, T(), {"epoch": 4, "objective": 0.1}) == STOP
 
@@ -69,6 +72,9 @@ def test_a_stopped_trial_resumed_from_an_older_snapshot_stays_stopped(tmp_path):
 
     class T:
         trial_id = "b"
+
+        def __init__(self):
+            self.config = {}
 
     # the checkpoint Tune restored is from epoch 1: "b" reports epoch 1, then 2, and so on
     assert restored.on_trial_result(None, T(), {"epoch": 1, "objective": 0.99}) == STOP

@@ -1,0 +1,48 @@
+"""(category, seed) units and the metrics of a trial over more of them (study extensions)."""
+
+from __future__ import annotations
+
+from dhkd.study.outcome import BASE_METRICS, OBJECTIVE
+
+Unit = tuple[str, int]
+
+
+def as_units(items) -> list[Unit]:
+    return [(str(c), int(s)) for c, s in items]
+
+
+def _counts(units: list[Unit]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c, _ in units:
+        out[c] = out.get(c, 0) + 1
+    return out
+
+
+def merge_final(
+    old: dict[str, float],
+    old_units: list[Unit],
+    new: dict[str, float],
+    new_units: list[Unit],
+    metric: str,
+) -> dict[str, float]:
+    """Metrics over old + new units from the metrics over each (see the module docstring)."""
+    n_old, n_new = _counts(old_units), _counts(new_units)
+    merged: dict[str, float] = {}
+    for base in BASE_METRICS:
+        per_cat: dict[str, tuple[float, int]] = {}
+        for cat in sorted(set(n_old) | set(n_new)):
+            sources = ((old, n_old.get(cat, 0)), (new, n_new.get(cat, 0)))
+            parts = [(src.get(f"{cat}/{base}"), k) for src, k in sources]
+            parts = [(v, k) for v, k in parts if k and v is not None]
+            if parts:
+                weight = sum(k for _, k in parts)
+                per_cat[cat] = (sum(v * k for v, k in parts) / weight, weight)
+        if not per_cat or len(per_cat) < len(set(n_old) | set(n_new)):
+            continue
+        for cat, (value, _) in per_cat.items():
+            merged[f"{cat}/{base}"] = value
+        total = sum(k for _, k in per_cat.values())
+        merged[base] = sum(v * k for v, k in per_cat.values()) / total
+        if base == metric:
+            merged[OBJECTIVE] = sum(v for v, _ in per_cat.values()) / len(per_cat)
+    return merged

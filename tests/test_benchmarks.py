@@ -1,0 +1,62 @@
+"""Every benchmark script runs at its smallest setting and writes its JSON (to a temp folder):
+a benchmark that crashes (bench_train --method bikd once did) fails here, not on a GPU night."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dhkd.methods.registry import method_names
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / script), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_every_benchmark_is_tested():
+    scripts = {p.name for p in (ROOT / "benchmarks").glob("bench_*.py")}
+    assert scripts == {"bench_metrics.py", "bench_train.py", "bench_study.py"}, (
+        "a new benchmark needs its smallest setting in tests/test_benchmarks.py"
+    )
+
+
+def test_bench_metrics_smallest(tmp_path):
+    _run("bench_metrics.py", "--n", "6", "--size", "32", "--repeat", "1",
+         "--out", str(tmp_path / "m.json"))  # fmt: skip
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["abs_diff"] <= 1e-6 and 0.0 <= result["pixel_aupro"] <= 1.0
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_bench_train_smallest(tmp_path, method):
+    out = tmp_path / f"train_{method}.json"
+    _run("bench_train.py", "--presets", "tiny", "--method", method, "--images", "4",
+         "--device", "cpu", "--out", str(out))  # fmt: skip
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["method"] == method and row["train_images_per_s"] > 0
+    assert row["inference_images_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_bench_study_smallest(tmp_path):
+    out = tmp_path / "study.json"
+    done = _run("bench_study.py", "--smoke-test", "--no-study-without-cache",
+                "--no-cache-bench", "--out", str(out))  # fmt: skip
+    study = json.loads(out.read_text())["study"]
+    assert study["trials"] == 2 and study["startup_s"] > 0
+    assert len(study["per_trial_overhead_s"]) == 2
+    assert {"tracking_check", "data", "ray_init", "first_trial"} <= set(
+        study["startup_breakdown_s"]
+    )
+    assert "per-trial overhead" in done.stdout
