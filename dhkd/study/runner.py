@@ -28,7 +28,7 @@ from dhkd.study.presentation import NOTE, best_line, experiment_tags, study_note
 from dhkd.study.searcher import open_optuna_study
 from dhkd.study.spec import StudySpec, parse_spec, spec_tree
 from dhkd.study.summary import StudySummary, collect, format_summary, write_summary
-from dhkd.study.tracking import Tracker, check_tracking, normalize_uri
+from dhkd.study.tracking import Tracker, normalize_uri, start_tracking_check
 from dhkd.study.trainable import TrialContext
 
 DEFAULT_STORAGE = Path("runs") / "ray"
@@ -251,7 +251,7 @@ def run_study(spec: StudySpec, opts: RunOptions | None = None) -> StudySummary:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # snapshots close to the truth
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     phases = Phases()
-    check_tracking(uri)
+    tracking_ready = start_tracking_check(uri)
     phases.mark("tracking_check")
     lock = DriverLock(paths.dir).acquire()
     try:
@@ -259,13 +259,19 @@ def run_study(spec: StudySpec, opts: RunOptions | None = None) -> StudySummary:
             print(
                 f"[dhkd] took over the lock of a driver that is gone ({describe(lock.took_over)})"
             )
-        return _run_locked(spec, opts, paths, uri, start, phases)
+        return _run_locked(spec, opts, paths, uri, start, phases, tracking_ready)
     finally:
         lock.release()
 
 
 def _run_locked(
-    spec: StudySpec, opts: RunOptions, paths: StudyPaths, uri: str, start: float, phases: Phases
+    spec: StudySpec,
+    opts: RunOptions,
+    paths: StudyPaths,
+    uri: str,
+    start: float,
+    phases: Phases,
+    tracking_ready: Callable[[], None],
 ) -> StudySummary:
     resumed, extended = prepare_study_dir(paths, spec, opts.extend)
     if extended and not opts.quiet:
@@ -275,16 +281,18 @@ def _run_locked(
     phases.mark("data")
     open_optuna_study(paths, spec)  # created here, once, before any trial
     write_json(paths.runtime, {"tracking_uri": uri, "artifact_location": opts.artifact_location})
-    phases.mark("optuna")
-    tracker = Tracker(paths, uri, opts.artifact_location)
-    if tracker.pending and not opts.quiet:
-        print(f"[dhkd] sending {tracker.pending} tracking operations left by an earlier run")
-    tracker.flush()
     context = _trial_context(spec, data_root, opts, paths)
-    phases.mark("outbox")
+    phases.mark("optuna")
     started = _init_ray(opts)
     phases.mark("ray_init")
     try:
+        tracking_ready()
+        phases.mark("tracking_wait")
+        tracker = Tracker(paths, uri, opts.artifact_location)
+        if tracker.pending and not opts.quiet:
+            print(f"[dhkd] sending {tracker.pending} tracking operations left by an earlier run")
+        tracker.flush()
+        phases.mark("outbox")
         check_resources(spec)
         tags = {"dhkd.resumed": str(resumed), NOTE: study_note(spec)}
         if extended:

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,38 @@ def check_tracking(uri: str) -> None:
             "(e.g. `mlflow server --host 127.0.0.1 --port 5000`) or pass a local store, "
             "e.g. --tracking-uri sqlite:///runs/mlflow.db"
         )
+
+
+def start_tracking_check(uri: str) -> Callable[[], None]:
+    """check_tracking, started now; returns the wait for its outcome (raising its error).
+
+    A server is checked at once (a study must create nothing when it is down). A local sqlite
+    store is created by its first use (its schema migrations take seconds), so it is checked in
+    a thread while the driver goes on (data, Optuna, Ray start-up) and waited for before the
+    first tracking operation."""
+    if not uri.startswith("sqlite:"):
+        check_tracking(uri)
+        return lambda: None
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            check_tracking(uri)
+        except BaseException as exc:  # re-raised by wait() in the driver's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=work, name="dhkd-tracking-check", daemon=True)
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if errors:
+            exc = errors[0]
+            if isinstance(exc, DhkdError):
+                raise exc
+            raise DhkdError(f"the tracking store {uri} cannot be used: {exc}") from exc
+
+    return wait
 
 
 class Tracker:
