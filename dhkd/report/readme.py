@@ -6,7 +6,7 @@ from typing import Any
 
 from dhkd.report.collect import StudyData
 from dhkd.report.render import to_markdown
-from dhkd.report.select import Column, best_trial
+from dhkd.report.select import Column, best_trial, compute_hours
 
 FIGURE_TEXT = {
     "param_": "Metrics vs the scientific parameter {key}, per category (thin) and averaged "
@@ -88,11 +88,19 @@ def summary_lines(data: StudyData, cols: list[Column], meta: dict[str, Any]) -> 
         + "; ".join(
             f"{c.label}: "
             + (f"trial #{c.trial.number} (`{c.trial.run_id}`)" if c.trial else "no COMPLETE trial")
-            + f", {c.n_complete}/{c.n_trials} complete"
+            + f", {c.n_complete}/{c.n_trials} complete, compute {_hours(c.compute)}"
             for c in cols
         )
     )
+    lines.append(f"- Compute, every trial of the study: {_hours(compute_hours(data.trials))}")
     return lines
+
+
+def _hours(compute: dict[str, float]) -> str:
+    return (
+        f"{compute.get('gpu', 0.0):.3g} GPU-h, {compute.get('cpu', 0.0):.3g} CPU-h, "
+        f"{compute.get('wall', 0.0):.3g} trial-h"
+    )
 
 
 def write_readme(data: StudyData, cols: list[Column], result, meta: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dhkd.methods.registry import short_labels
@@ -27,6 +27,16 @@ class Column:
     trial: Trial | None  # best COMPLETE trial; None when the group has none
     n_complete: int
     n_trials: int
+    compute: dict[str, float] = field(default_factory=dict)  # compute_hours of its trials
+
+
+def compute_hours(trials: list[Trial]) -> dict[str, float]:
+    """GPU, CPU and trial (wall) hours of trials, summed from their `cost/*_s` metrics (every
+    trial that ran counts, pruned and failed ones too)."""
+    return {
+        kind: sum(t.metrics.get(f"cost/{kind}_s", 0.0) for t in trials) / 3600
+        for kind in ("gpu", "cpu", "wall")
+    }
 
 
 def param_text(value: str) -> str:
@@ -88,7 +98,10 @@ def columns(data: StudyData) -> list[Column]:
     if not keys:
         best = best_trial(data, data.trials)
         label = f"best trial #{best.number}" if best else "best trial"
-        return [Column("best", label, {}, best, len(data.complete), len(data.trials))]
+        return [
+            Column("best", label, {}, best, len(data.complete), len(data.trials),
+                   compute_hours(data.trials))
+        ]  # fmt: skip
     scientific = data.spec["scientific"]
     out = []
     for combo in itertools.product(*(scientific[k]["values"] for k in keys)):
@@ -102,6 +115,14 @@ def columns(data: StudyData) -> list[Column]:
         label = ", ".join(value_label(k, v) for k, v in assignment.items())
         complete = sum(t.state == "COMPLETE" for t in members)
         out.append(
-            Column(key, label, assignment, best_trial(data, members), complete, len(members))
+            Column(
+                key,
+                label,
+                assignment,
+                best_trial(data, members),
+                complete,
+                len(members),
+                compute_hours(members),
+            )
         )
     return out

@@ -40,7 +40,14 @@ def _optuna_trials(paths: StudyPaths, name: str) -> list:
     url = f"sqlite:///file:{paths.dir / 'optuna.db'}?mode=ro&uri=true"
     if not (paths.dir / "optuna.db").is_file():
         return []
-    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    for attempt in range(5):  # the driver may hold a write lock for a moment
+        try:
+            return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+        except Exception as exc:
+            if "locked" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(0.2)
+    return []
 
 
 def study_status(paths: StudyPaths, now: float | None = None) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """A hand-made study in MLflow, written through the platform's own Tracker (dhkd.study.tracking)
 with the platform's study and trial params and tags, so its layout is exactly what `dhkd study run`
-writes; the metric values are chosen here, so tests know every expected number."""
+writes; the metric values are chosen here, so tests know every expected number (trial #n used
+n + 1 CPU-hours and half a trial-hour)."""
 
 from __future__ import annotations
 
@@ -110,8 +111,10 @@ def write_study(tmp: Path, uri: str, trials: list[FakeTrial], **changes) -> str:
         }
         params, tags = trial_params(spec, config), trial_tags(spec, config)
         tracker.start_trial(t.number, f"ray{t.number}", params, tags=tags)
+        cost = {"cost/cpu_s": 3600.0 * (t.number + 1), "cost/gpu_s": 0.0, "cost/wall_s": 1800.0}
         if t.state == "FAILED":
-            tracker.end_trial(t.number, "FAILED", error="TrainingError: non-finite loss")
+            tracker.end_trial(t.number, "FAILED", error="TrainingError: non-finite loss",
+                              metrics=cost)  # fmt: skip
             continue
         t.units = unit_rows(t, spec.data.category_names, spec.seeds)
         final = {**summarise(t.units), **summarise(t.units, "val/", VAL_SHIFT)}
@@ -122,10 +125,11 @@ def write_study(tmp: Path, uri: str, trials: list[FakeTrial], **changes) -> str:
         first = {k: v - 0.05 for k, v in final.items() if k not in t.drop}
         tracker.log_metrics(t.number, first, step=1)
         if t.state == "PRUNED":
-            tracker.end_trial(t.number, "PRUNED", tags={"stop_reason": "asha at epoch 1"})
+            tracker.end_trial(t.number, "PRUNED", tags={"stop_reason": "asha at epoch 1"},
+                              metrics=cost)  # fmt: skip
             continue
         tracker.log_metrics(t.number, {k: v for k, v in final.items() if k not in t.drop}, 2)
         folder = _artifacts(tmp / "artifacts" / str(t.number), final, t.units)
-        tracker.end_trial(t.number, "COMPLETE", artifacts=str(folder))
+        tracker.end_trial(t.number, "COMPLETE", artifacts=str(folder), metrics=cost)
     tracker.end_study("FINISHED", {"best_objective": 0.0}, None)
     return spec.name

@@ -55,6 +55,13 @@ def test_tables_figures_and_provenance_are_written(report):
     assert "figures/qualitative.png" in readme and "provenance.csv" in readme
     assert "Best trial: #1" in readme and "4x4" not in readme
     assert "tables/preamble.tex" in readme and "tables/pixel_aupro_notes.tex" in readme
+    # compute per column (sigma 0.0: trials 0, 4, 5; 0.2: 1, 2; 0.5: 3) and for the study
+    assert (
+        "3/3 complete" not in readme
+        and "2/3 complete, compute 0 GPU-h, 12 CPU-h, 1.5 trial-h" in readme
+    )
+    assert "2/2 complete, compute 0 GPU-h, 5 CPU-h, 1 trial-h" in readme
+    assert "- Compute, every trial of the study: 0 GPU-h, 21 CPU-h, 3 trial-h" in readme
 
 
 def test_the_html_report_is_self_contained(report):
