@@ -13,6 +13,9 @@ Per trial, live.json keeps the units it trained (`units`), its final metrics ove
 value (it does not change finished trials); the summary, `dhkd study status` and the MLflow run
 (the merged metrics logged at the final step, later than the first ones, so MLflow's latest
 values and the reports are the merged ones) use the merged metrics.
+An extension runs a new Tune experiment in the study folder (Tune cannot add trials to a
+restored one): trials an interrupted driver left unfinished start again from their first epoch,
+so resume an interrupted study before extending it.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from dhkd.study.outcome import (
     FAILED,
     TRIAL_NUMBER,
     UNITS,
+    objective_key,
     tracked_metrics,
     trial_outcome,
 )
@@ -104,11 +105,11 @@ def _unit_rows(trial) -> list[dict[str, Any]]:
     return rows if isinstance(rows, list) else []
 
 
-def extended_values(paths: StudyPaths) -> dict[int, float]:
+def extended_values(paths: StudyPaths, metric: str) -> dict[int, float]:
     """Trial number -> objective over all its units, for trials an extension topped up."""
     out = {}
     for number, rec in read_live(paths).get("trials", {}).items():
-        value = (rec.get("final") or {}).get("objective")
+        value = (rec.get("final") or {}).get(objective_key(metric))
         if rec.get("extended") and value is not None:
             out[int(number)] = float(value)
     return out
@@ -170,7 +171,7 @@ class LiveCallback(Callback):
         """The units a COMPLETE trial (or top-up) trained, its final metrics and per-unit rows;
         a top-up's are merged into what the trial had (extend.py)."""
         units = as_units(trial.config.get(UNITS) or self.spec.units)
-        final = tracked_metrics(result)
+        final = tracked_metrics(result, self.spec.objective.metric)
         rows = _unit_rows(trial)
         if trial.config.get(UNITS) and rec.get("final"):
             old = as_units(rec.get("units") or [])

@@ -41,7 +41,7 @@ def collect(paths: StudyPaths, spec: StudySpec) -> tuple[list[dict[str, Any]], d
 
     study = optuna.load_study(study_name=spec.name, storage=paths.optuna_url)
     runs = (read_json(paths.tracking_state, {}) or {}).get("runs", {})
-    extended = extended_values(paths)  # trials an extension topped up: over all their units
+    extended = extended_values(paths, spec.objective.metric)  # topped up: over all units
     rows = []
     for t in study.get_trials(deepcopy=False):
         rows.append(

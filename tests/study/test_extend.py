@@ -18,8 +18,8 @@ pytestmark = pytest.mark.slow
 
 
 def seeded_fit(calls: Path):
-    """A stand-in for fit_units: unit (c, s) scores 0.5 + sigma / 10 + s / 100 at every epoch;
-    each call writes one line (sigma, units) to `calls`."""
+    """A stand-in for fit_units: unit (c, s) scores 0.5 + sigma / 10 + s / 100 at every epoch,
+    on the validation and the test images; each call writes one line (sigma, units) to `calls`."""
 
     def fit(cfg, data_root, units, *, callback=None, stage_callback=None, resume_state=None,
             out_dir=None, feature_cache=None, progress=True):  # fmt: skip
@@ -38,9 +38,12 @@ def seeded_fit(calls: Path):
         rows = [{"category": c, "seed": s, "pixel_aupro": 0.5 + sigma / 10 + s / 100}
                 for c, s in units]  # fmt: skip
         cats = sorted({c for c, _ in units})
-        metrics = {f"{c}/pixel_aupro": sum(r["pixel_aupro"] for r in rows if r["category"] == c)
-                   / sum(r["category"] == c for r in rows) for c in cats}  # fmt: skip
-        metrics["pixel_aupro"] = sum(r["pixel_aupro"] for r in rows) / len(rows)
+        metrics = {}
+        for split in ("val", "test"):
+            for c in cats:
+                mine = [r["pixel_aupro"] for r in rows if r["category"] == c]
+                metrics[f"{split}/{c}/pixel_aupro"] = sum(mine) / len(mine)
+            metrics[f"{split}/pixel_aupro"] = sum(r["pixel_aupro"] for r in rows) / len(rows)
         first = 1 if resume_state is None else resume_state["epoch"] + 1
         for epoch in range(first, cfg.optim.epochs + 1):
             callback(Report(epoch, dict(metrics), lambda e=epoch: {"epoch": e}))
@@ -108,8 +111,10 @@ def test_extend_more_trials_and_seeds(tmp_path, tracking_uri, ray_local):
     assert study.data.tags["dhkd.extended"] == "True"
     for run in runs:
         number = int(run.data.tags["optuna_trial_number"])
-        assert run.data.metrics["objective"] == pytest.approx(expected[number])
-        assert run.data.metrics["a/pixel_aupro"] == pytest.approx(expected[number])
+        assert run.data.metrics["objective/pixel_aupro"] == pytest.approx(expected[number])
+        assert run.data.metrics["val/a/pixel_aupro"] == pytest.approx(expected[number])
+        assert run.data.metrics["test/b/pixel_aupro"] == pytest.approx(expected[number])
+        assert run.data.tags["dhkd.seeds"] == "0,1"
 
     from dhkd.report.collect import load_study, load_units
 
