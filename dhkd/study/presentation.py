@@ -10,6 +10,8 @@ descriptions of the study run and of each trial run.
   `viewStateShareKey`) shows the description, the state, the objective, the test metric and the
   searched parameters as columns, sorted by the objective and grouped by role, so the study run
   and every trial are visible without expanding anything.
+- The experiment names the objective as its primary metric; the chart view shows each trial
+  (not the role groups' aggregates), in sections by key prefix (val/, test/, train/, ...).
 - Run descriptions are MLflow notes (tag `mlflow.note.content`, Markdown).
 """
 
@@ -25,6 +27,7 @@ from dhkd.study.spec import StudySpec
 
 NOTE = "mlflow.note.content"
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+PRIMARY_METRIC = "mlflow.experiment.primaryMetric.name"
 VIEW_KEY = "dhkd-runs"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 WORKFLOW = "workflowType=machine_learning"
@@ -69,6 +72,7 @@ def runs_view(spec: StudySpec) -> dict[str, Any]:
             "aggregateFunction": spec.objective.mode,
             "groupByKeys": [{"mode": "tag", "groupByData": "dhkd.role"}],
         },
+        "useGroupedValuesInCharts": False,
     }
 
 
@@ -76,6 +80,7 @@ def experiment_tags(spec: StudySpec) -> dict[str, str]:
     return {
         "dhkd.study": spec.name,
         EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1],
+        PRIMARY_METRIC: objective_name(spec),
         VIEW_TAG: json.dumps(runs_view(spec)),
         NOTE: f"dhkd study **{spec.name}**: {spec.description.strip()}",
     }

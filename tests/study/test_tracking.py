@@ -110,6 +110,7 @@ def test_experiment_tags_config_and_the_best_trial_link(tmp_path, tracking_uri):
     study, (trial,) = mlflow_runs(tracking_uri, "s")
     exp = tracker.client.get_experiment(study.info.experiment_id)
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert exp.tags["mlflow.experiment.primaryMetric.name"] == "objective/pixel_aupro"
     view = __import__("json").loads(exp.tags[VIEW_TAG])
     assert "params.`noise.sigma`" in view["selectedColumns"]
     assert view["orderByKey"] == "metrics.`objective/pixel_aupro`" and not view["orderByAsc"]
