@@ -55,6 +55,9 @@ def test_predict_writes_the_scores_and_f1_of_metrics_json(bottle, tmp_path):
 
 
 def test_onnx_export_maps_agree_with_pytorch_on_test_images(bottle, tmp_path):
+    """Relative to the map scale: the graph rounds its backbone features to float16 as the
+    feature cache does, and a float32 difference of 1e-6 between onnxruntime's and PyTorch's
+    convolutions can move a feature to the neighbouring float16 value."""
     ort = pytest.importorskip("onnxruntime", reason="the [export] extra is not installed")
     from dhkd.data.images import load_image
     from dhkd.inference import Predictor
@@ -62,13 +65,16 @@ def test_onnx_export_maps_agree_with_pytorch_on_test_images(bottle, tmp_path):
     root, run = bottle
     model = tmp_path / "bottle.onnx"
     test = root / "bottle" / "test"
-    files = [sorted((test / d).glob("*.png"))[0] for d in ("good", "broken_large", "contamination")]
+    files = sorted(test.rglob("*.png"))[::3]
     assert main(["export", "--checkpoint", str(run / "checkpoint.pt"), "--out", str(model),
-                 "--check-images", *map(str, files)]) == 0  # fmt: skip
+                 "--check-images", *map(str, files[:4])]) == 0  # fmt: skip
     predictor = Predictor.from_checkpoint(run / "checkpoint.pt")
     images = np.stack([load_image(p, predictor.image_size) for p in files])
-    _, ref_maps = predictor.predict_images(images)
+    ref_scores, ref_maps = predictor.predict_images(images)
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     x = images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-    maps = np.concatenate([session.run(None, {"image": x[i : i + 1]})[1] for i in range(len(x))])
-    assert np.abs(maps - ref_maps).max() <= 1e-4
+    got = [session.run(None, {"image": x[i : i + 8]}) for i in range(0, len(x), 8)]
+    maps, scores = np.concatenate([g[1] for g in got]), np.concatenate([g[0] for g in got])
+    scale = max(1.0, float(np.abs(ref_maps).max()))
+    assert np.abs(maps - ref_maps).max() <= 1e-4 * scale
+    assert np.abs(scores - ref_scores).max() <= 1e-4 * scale

@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Export trained weights as one ONNX graph: input `image` float32 "
         "(B, 3, S, S), RGB in [0, 1] at the run's input size S; outputs `score` (B,) and "
         "`anomaly_map` (B, S, S). The file is run with onnxruntime on check images and "
-        "compared with the PyTorch model; maps must agree within 1e-4. Needs the [export] "
+        "compared with the PyTorch model; maps must agree within 1e-4 (times the largest "
+        "map value when it is above 1). Needs the [export] "
         "extra (onnx, onnxscript, onnxruntime).",
     )
     add_weights_source(p)
