@@ -35,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--n-test-defect", type=int, default=12, help="defective test images, over 3 types (12)"
     )
+    parser.add_argument(
+        "--difficulty",
+        type=float,
+        default=0.0,
+        help="0..1: more varied good images and fainter defects (0, the plain generator)",
+    )
     parser.set_defaults(func=run_synth)
 
 
@@ -50,6 +56,7 @@ def run_synth(args: argparse.Namespace) -> int:
         n_train=args.n_train,
         n_test_good=args.n_test_good,
         n_test_defect=args.n_test_defect,
+        difficulty=args.difficulty,
     )
     print(f"wrote a synthetic dataset to {out.resolve()}")
     report = check_dataset(out)

@@ -217,15 +217,44 @@ def _unit(angle: float) -> np.ndarray:
     return np.array([np.cos(angle), np.sin(angle)])
 
 
+def _vary(normal: np.ndarray, rng: np.random.Generator, difficulty: float) -> np.ndarray:
+    """More variation between good images: a random illumination gradient, a colour cast and
+    coarse blotches, all growing with `difficulty`."""
+    size = normal.shape[0]
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    direction = rng.normal(0, 1, 2)
+    gradient = 1 + 0.5 * difficulty * (direction[0] * xx + direction[1] * yy)
+    cast = 1 + rng.normal(0, 0.06 * difficulty, 3).astype(np.float32)
+    blotches = 0.08 * difficulty * _smooth_noise(rng, size, size / 12)
+    return normal * gradient[..., None] * cast + blotches[..., None]
+
+
 def render_sample(
-    style: Style, rng: np.random.Generator, size: int, defect: str | None
+    style: Style,
+    rng: np.random.Generator,
+    size: int,
+    defect: str | None,
+    difficulty: float = 0.0,
+    variation: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image. Returns (normal, image, mask): uint8 (size, size, 3) RGB twice and uint8
     (size, size) in {0, 1}; `image` differs from `normal` only inside `mask` (all zero if good).
+
+    difficulty in [0, 1]: 0 is the plain generator; above it good images vary more (drawn from
+    `variation`, a generator of its own so that difficulty 0 draws exactly what it always did)
+    and defects are blended more faintly (at 1 - 0.75 * difficulty of their full contrast).
     """
     if defect is not None and defect not in DEFECT_TYPES:
         raise DataError(f"unknown synthetic defect {defect!r}; use one of {DEFECT_TYPES}")
+    if not 0.0 <= difficulty <= 1.0:
+        raise DataError(f"difficulty must be in [0, 1], got {difficulty}")
     normal, bg, sil, geom = _render_normal(style, rng, size)
+    if difficulty > 0:
+        if variation is None:
+            raise DataError("difficulty > 0 needs the `variation` generator")
+        normal = _vary(normal, variation, difficulty)
+        if bg is not None:
+            bg = _vary(bg, variation, difficulty)
     image = normal.copy()
     mask = np.zeros((size, size), np.uint8)
     for _ in range(20):  # redraw the rare defect that falls almost entirely off the object
@@ -246,6 +275,8 @@ def render_sample(
     elif defect == "missing":
         hole = bg if bg is not None else np.full_like(image, 0.06) + 0.02 * rng.random(image.shape)
         image = np.where(m, hole, image)
+    if difficulty > 0:
+        image = normal + (1 - 0.75 * difficulty) * (image - normal)
     normal_u8, image_u8 = _to_uint8(normal), _to_uint8(image)
     return normal_u8, image_u8, (mask & (image_u8 != normal_u8).any(-1)).astype(np.uint8)
 
@@ -298,18 +329,23 @@ def make_synthetic_dataset(
     n_train: int = 24,
     n_test_good: int = 8,
     n_test_defect: int = 12,
+    difficulty: float = 0.0,
 ) -> Path:
     """Write a synthetic dataset in MVTec layout under `out` and return `out` as a Path.
 
     Per category: train/good (n_train), test/good (n_test_good), and n_test_defect defective
     images spread over up to three defect types (scratch, stain, missing), each with
     ground_truth/<defect>/<name>_mask.png (0 or 255), all (image_size, image_size) PNG files,
-    plus synthetic.json with the generator's parameters. Raises DataError on bad arguments or
+    plus synthetic.json with the generator's parameters. `difficulty` in [0, 1] makes good
+    images vary more and defects fainter (see render_sample); 0 writes exactly the files the
+    generator wrote before it had the knob. Raises DataError on bad arguments or
     when a category folder already exists and is not empty.
     """
     out = Path(out).expanduser()
     counts = {"n_train": n_train, "n_test_good": n_test_good, "n_test_defect": n_test_defect}
     _check_args(out, categories, image_size, seed, counts)
+    if not 0.0 <= difficulty <= 1.0:
+        raise DataError(f"difficulty must be in [0, 1], got {difficulty}")
     for name in categories:
         style = make_style(name, seed)
         folder = out / name
@@ -322,12 +358,15 @@ def make_synthetic_dataset(
         for split_code, (split, defect, n) in enumerate(plan):
             for i in range(n):
                 rng = np.random.default_rng([seed, _crc(name), 2, split_code, i])
+                variation = np.random.default_rng([seed, _crc(name), 3, split_code, i])
                 bad = None if defect == "good" else defect
-                _, image, mask = render_sample(style, rng, image_size, bad)
+                _, image, mask = render_sample(style, rng, image_size, bad, difficulty, variation)
                 _write_png(folder / split / defect / f"{i:03d}.png", image)
                 if bad is not None:
                     _write_png(folder / "ground_truth" / defect / f"{i:03d}_mask.png", mask * 255)
         meta = {"generator": "dhkd.data.synth", "seed": seed, "image_size": image_size, **counts}
+        if difficulty > 0:
+            meta["difficulty"] = difficulty
         meta["style"] = asdict(style)
         (folder / "synthetic.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out

@@ -57,6 +57,12 @@ class StudyData:
     categories: list[str]
     trials: list[Trial]
     notes: list[str] = field(default_factory=list)
+    reference: Trial | None = None  # the spec's reference run (tag dhkd.role=reference)
+
+    @property
+    def protocol(self) -> str:
+        """The selection protocol that chose every column (synthetic | test_fold | test)."""
+        return str(self.spec.get("selection") or "synthetic")
 
     @property
     def complete(self) -> list[Trial]:
@@ -152,6 +158,8 @@ def _spec_from_params(params: dict[str, str]) -> dict[str, Any] | None:
         "sampler": params.get("spec.sampler.type"),
         "preset": params.get("spec.preset"),
         "method": params.get("spec.method"),
+        "selection": params.get("spec.selection.protocol", "synthetic"),
+        "reference": params.get("spec.reference"),
     }
 
 
@@ -161,7 +169,9 @@ def _spec_from_artifact(client, run_id: str) -> dict[str, Any] | None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         tree = yaml.safe_load(Path(client.download_artifacts(run_id, "spec.yaml", tmp)).read_text())
-    return {**tree, "description": str(tree.get("description", "")).strip()}
+    selection = (tree.get("selection") or {}).get("protocol", "synthetic")
+    description = str(tree.get("description", "")).strip()
+    return {**tree, "description": description, "selection": selection}
 
 
 def _trial(run) -> Trial | None:
@@ -222,11 +232,24 @@ def load_study(name: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> StudyData
     query = f"tags.`mlflow.parentRunId` = '{study_id}'"
     trials = [t for r in _search_all(client, exp.experiment_id, query) if (t := _trial(r))]
     trials.sort(key=lambda t: t.number)
+    reference = _reference(client, exp.experiment_id, study_id)
+    cats = _categories(spec, trials)
     return _checked(
-        StudyData(
-            name, uri, exp.experiment_id, study_id, spec, _categories(spec, trials), trials, notes
-        )
+        StudyData(name, uri, exp.experiment_id, study_id, spec, cats, trials, notes, reference)
     )
+
+
+def _reference(client, experiment_id: str, study_id: str) -> Trial | None:
+    """The study's reference run (measured once, dhkd.study.reference) as a COMPLETE Trial
+    numbered -1; None when the spec names no reference or it was not logged."""
+    query = f"tags.`mlflow.parentRunId` = '{study_id}' and tags.`dhkd.role` = 'reference'"
+    runs = [r for r in _search_all(client, experiment_id, query)
+            if r.data.tags.get("state") == COMPLETE]  # fmt: skip
+    if not runs:
+        return None
+    run = runs[0]
+    return Trial(run.info.run_id, -1, COMPLETE, dict(run.data.params), dict(run.data.metrics), [],
+                 tags=dict(run.data.tags))  # fmt: skip
 
 
 def _categories(spec: dict[str, Any], trials: list[Trial]) -> list[str]:

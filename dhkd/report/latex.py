@@ -24,7 +24,7 @@ import re
 
 from dhkd.report.published import load_published
 from dhkd.report.render import footnotes
-from dhkd.report.tables import AVERAGE, Cell, Table, TableColumn
+from dhkd.report.tables import SUMMARY_ROWS, Cell, Table, TableColumn
 
 LAYOUTS = ("twocolumn", "onecolumn", "compact")
 DEFAULT_LAYOUT = "twocolumn"
@@ -176,7 +176,7 @@ def caption(table: Table, layout: str) -> str:
     if published:
         out.append(r"$^\dagger$Published (MVTec AD, each paper's settings), not measured here")
         mvtec = set(load_published()["categories"])
-        if not set(table.rows) - {AVERAGE} <= mvtec:
+        if not set(table.rows) - set(SUMMARY_ROWS) <= mvtec:
             out[-1] += "; their Average is over MVTec AD's categories"
         if any(table.cells[(r, k)].value is None for r in table.rows for k in published):
             out[-1] += "; blank: not published"
@@ -200,7 +200,7 @@ def tabular(table: Table, layout: str) -> list[str]:
         out += [" & " + " & ".join(spans) + r" \\", "".join(rules)]
     out += ["Category & " + " & ".join(header_cell(c, layout) for c in cols) + r" \\", r"\midrule"]
     for row in table.rows:
-        if row == AVERAGE:
+        if row in SUMMARY_ROWS:
             out.append(r"\midrule")
         best = table.best_in_row(row)
         std = layout != "compact"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 
-from dhkd.report.tables import AVERAGE, Cell, Table, TableColumn
+from dhkd.report.tables import AVERAGE, SUMMARY_ROWS, VALIDATION, Cell, Table, TableColumn
 
 MISSING = "–"
 
@@ -56,7 +56,7 @@ def to_markdown(table: Table) -> str:
         for c in cols:
             text = cell_text(table.cells[(row, c.key)])
             texts.append(f"**{text}**" if c.key in best else text)
-        name = f"**{row}**" if row == AVERAGE else row
+        name = f"**{row}**" if row in SUMMARY_ROWS else row
         lines.append(f"| {name} | " + " | ".join(texts) + " |")
     lines.append("")
     for note in [*table.notes, *footnotes(table)]:
@@ -138,11 +138,9 @@ def provenance_rows(table: Table) -> list[dict[str, object]]:
                 }
             )
             if cell.std is not None:
-                what = "category" if row != AVERAGE else "mean over categories"
-                ref = (
-                    f"metrics.json units: {what} {row if row != AVERAGE else ''}, "
-                    f"seeds {cell.seeds}, metric {table.metric}"
-                )
+                what = {AVERAGE: "mean over categories", VALIDATION: "validation mean over "
+                        "categories"}.get(row, f"category {row}")  # fmt: skip
+                ref = f"metrics.json units: {what}, seeds {cell.seeds}, metric {table.metric}"
                 rows.append(
                     {
                         **base,

@@ -4,7 +4,9 @@ Ablation (the spec has categorical scientific parameters): one column per combin
 values, in the spec's order, showing the best COMPLETE trial of that combination by the study
 objective (its nuisance parameters were tuned by the search). Search (no categorical scientific
 parameter): one column, the best trial. Continuous scientific parameters are not grouped; the
-parameter figures show them against the metric instead.
+parameter figures show them against the metric instead. The objective is the validation metric
+of the study's selection protocol (`objective/<metric>`); test numbers never choose. A study with
+a `reference:` gets a last column, its reference run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 
 from dhkd.methods.registry import short_labels
 from dhkd.report.collect import StudyData, Trial
+
+REFERENCE = "reference"  # the key of the reference column (the spec's `reference:` method)
 
 
 @dataclass
@@ -93,7 +97,16 @@ def best_trial(data: StudyData, trials: list[Trial]) -> Trial | None:
 
 
 def columns(data: StudyData) -> list[Column]:
-    """The measured columns of every table (see the module docstring)."""
+    """The measured columns of every table (see the module docstring), and last the study's
+    reference (measured once, dhkd.study.reference) when it has one."""
+    out = _variant_columns(data)
+    if data.reference is not None:
+        method = data.reference.params.get("method", "reference")
+        out.append(Column(REFERENCE, f"{method} (reference)", {}, data.reference, 1, 1))
+    return out
+
+
+def _variant_columns(data: StudyData) -> list[Column]:
     keys = grouping_keys(data.spec)
     if not keys:
         best = best_trial(data, data.trials)

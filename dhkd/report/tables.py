@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dhkd.data.selection import protocol_label
 from dhkd.report.collect import StudyData, Trial, load_units
 from dhkd.report.published import (
     PublishedColumn,
@@ -20,10 +21,12 @@ from dhkd.report.published import (
     published_columns,
     unsourced,
 )
-from dhkd.report.select import Column
+from dhkd.report.select import REFERENCE, Column
 from dhkd.report.stats import Comparison, adjust, wilcoxon_pair
 
 AVERAGE = "Average"
+VALIDATION = "Validation"  # the column's validation metric: what chose its trial
+SUMMARY_ROWS = (AVERAGE, VALIDATION)
 TITLES = {"image_auroc": "Image AUROC", "pixel_auroc": "Pixel AUROC", "pixel_aupro": "AU-PRO@0.3"}
 
 
@@ -91,15 +94,27 @@ class Table:
         return {k for k, v in shown.items() if v == top}
 
 
-def _unit_values(units: list[dict] | None, category: str | None, metric: str) -> dict[int, float]:
-    """seed -> percent for one category, or (category None) seed -> mean over categories."""
+def _unit_values(
+    units: list[dict] | None, category: str | None, metric: str, split: str = "test"
+) -> dict[int, float]:
+    """seed -> percent for one category, or (category None) seed -> mean over categories; of
+    the test metric (a unit's top-level keys) or the validation one (its "val" dict)."""
     if not units:
         return {}
     by_seed: dict[int, list[float]] = {}
     for u in units:
-        if metric in u and (category is None or u.get("category") == category):
-            by_seed.setdefault(int(u.get("seed", 0)), []).append(100.0 * float(u[metric]))
+        values = u.get("val") or {} if split == "val" else u
+        if metric in values and (category is None or u.get("category") == category):
+            by_seed.setdefault(int(u.get("seed", 0)), []).append(100.0 * float(values[metric]))
     return {s: float(np.mean(v)) for s, v in sorted(by_seed.items())}
+
+
+def metric_key(row: str, metric: str) -> str:
+    """The MLflow key of a table cell: test/<category>/<metric>, test/<metric> (Average) or
+    val/<metric> (Validation)."""
+    if row == VALIDATION:
+        return f"val/{metric}"
+    return f"test/{metric}" if row == AVERAGE else f"test/{row}/{metric}"
 
 
 def measured_cell(data: StudyData, col: Column, row: str, metric: str) -> Cell:
@@ -110,7 +125,7 @@ def measured_cell(data: StudyData, col: Column, row: str, metric: str) -> Cell:
         if not col.n_trials:
             reason = f"no trial ran {col.label}"
         return Cell(None, reason=reason)
-    key = f"test/{metric}" if row == AVERAGE else f"test/{row}/{metric}"
+    key = metric_key(row, metric)
     raw = trial.metric(key)
     if raw is None:
         return Cell(
@@ -119,7 +134,9 @@ def measured_cell(data: StudyData, col: Column, row: str, metric: str) -> Cell:
             metric_key=key,
             reason=f"metric {key} missing from run {trial.run_id} (trial #{trial.number})",
         )
-    per_seed = _unit_values(load_units(data, trial), None if row == AVERAGE else row, metric)
+    category = None if row in SUMMARY_ROWS else row
+    split = "val" if row == VALIDATION else "test"
+    per_seed = _unit_values(load_units(data, trial), category, metric, split)
     values = list(per_seed.values())
     std = float(np.std(values, ddof=1)) if len(values) >= 2 else None
     n = len(values) or len(trial.tags.get("dhkd.seeds", "0").split(","))
@@ -127,6 +144,8 @@ def measured_cell(data: StudyData, col: Column, row: str, metric: str) -> Cell:
 
 
 def published_cell(col: PublishedColumn, row: str) -> Cell:
+    if row == VALIDATION:
+        return Cell(None, source="published", reason="no validation value", ref=col.source)
     value = col.mean if row == AVERAGE else col.values.get(row)
     if value is None:
         reason = "mean only" if col.means_only else f"no published value for {row}"
@@ -143,7 +162,7 @@ def build_table(
     baseline: str | None = None,
 ) -> Table:
     """The table of one metric; `baseline` is a column key (default: the first column)."""
-    rows = [*data.categories, AVERAGE]
+    rows = [*data.categories, *SUMMARY_ROWS]
     columns = [TableColumn(c.key, c.label, "measured", c.trial) for c in cols]
     cells = {(r, c.key): measured_cell(data, c, r, metric) for c in cols for r in rows}
     pub = published_columns(metric) if paper else []
@@ -154,6 +173,10 @@ def build_table(
     table = Table(data.name, metric, rows, columns, cells)
     if len(cols) > 1:
         table.comparisons = compare(data, table, cols, baseline or cols[0].key)
+        if len(cols) > 2 and cols[-1].key == REFERENCE and (baseline or cols[0].key) != REFERENCE:
+            table.comparisons = adjust(
+                [*table.comparisons, *compare(data, table, cols, REFERENCE, adjusted=False)]
+            )
     table.notes = table_notes(data, table, cols, pub)
     table.selection = selection_note(data, cols)
     return table
@@ -179,7 +202,10 @@ def _pairs(data: StudyData, table: Table, a: Column, b: Column) -> tuple[list, l
     return x, y, "category means"
 
 
-def compare(data: StudyData, table: Table, cols: list[Column], baseline: str) -> list[Comparison]:
+def compare(
+    data: StudyData, table: Table, cols: list[Column], baseline: str, adjusted: bool = True
+) -> list[Comparison]:
+    """Each other column against the `baseline` column (Holm-adjusted unless adjusted=False)."""
     base = next((c for c in cols if c.key == baseline), None)
     if base is None:
         known = ", ".join(c.key for c in cols)
@@ -205,16 +231,15 @@ def compare(data: StudyData, table: Table, cols: list[Column], baseline: str) ->
             continue
         x, y, pairing = _pairs(data, table, col, base)
         out.append(wilcoxon_pair(col.label, base.label, x, y, pairing))
-    return adjust(out)
+    return adjust(out) if adjusted else out
 
 
 def selection_note(data: StudyData, cols: list[Column]) -> str:
     metric, mode = data.objective
-    protocol = data.spec.get("selection")
-    protocol = f" (selection protocol: {protocol})" if protocol else ""
+    protocol = f"validation {metric}, {protocol_label(data.protocol)}"
     if cols[0].assignment:
-        return f"Each column: the best complete trial of its value by {mode} {metric}{protocol}."
-    return f"The best complete trial by {mode} {metric}{protocol}."
+        return f"Each column: the best complete trial of its value by {mode} {protocol}."
+    return f"The best complete trial by {mode} {protocol}."
 
 
 def table_notes(data: StudyData, table: Table, cols: list[Column], pub: list) -> list[str]:
@@ -235,6 +260,16 @@ def table_notes(data: StudyData, table: Table, cols: list[Column], pub: list) ->
             f"Each column: the best COMPLETE trial of that value by the objective "
             f"({mode} {metric}); nuisance parameters tuned per value: {nuisance}."
         )
+    notes.append(
+        f"Selection protocol of every column ({data.protocol}): {protocol_label(data.protocol)}. "
+        f"Row {VALIDATION}: the validation {table.title} of each column's run (the objective "
+        "chose on these images); the other rows are its test numbers."
+    )
+    if any(c.key == REFERENCE for c in cols):
+        notes.append(
+            f"{cols[-1].label}: the spec's reference method, measured once per (category, seed) "
+            "under the same protocol and settings."
+        )
     notes.append("Bold: the best measured value per row.")
     if table.partial:
         notes.append(
@@ -242,8 +277,9 @@ def table_notes(data: StudyData, table: Table, cols: list[Column], pub: list) ->
             "with the reason in the notes; nothing was filled in."
         )
     if table.comparisons:
+        bases = ", ".join(dict.fromkeys(c.baseline for c in table.comparisons))
         notes.append(
-            f"Paired comparisons with the baseline {table.comparisons[0].baseline}: "
+            f"Paired comparisons with {bases}: "
             "Wilcoxon signed-rank, two-sided, Holm-corrected over this table's "
             "comparisons. With several seeds the pairs are (category, seed) units, and the "
             "seeds of one category are not independent: read p as indicative."

@@ -2,7 +2,8 @@
 
 Order of events: validate the study folder against the spec, check that the tracking URI
 answers, send what an earlier run left in the outbox, resolve (or generate) the data, open the
-study run in MLflow, start (or join) Ray, run Tune, then summarise and close the study run.
+study run in MLflow, start (or join) Ray, measure the spec's reference (once), run Tune, then
+summarise and close the study run.
 Only this driver talks to MLflow and Optuna; trials only report to Tune.
 """
 
@@ -25,6 +26,7 @@ from dhkd.study.layout import StudyPaths, digest, write_json
 from dhkd.study.live import read_live, study_cost
 from dhkd.study.lock import DriverLock, describe
 from dhkd.study.presentation import NOTE, best_line, experiment_tags, study_note
+from dhkd.study.reference import measure_reference
 from dhkd.study.searcher import open_optuna_study
 from dhkd.study.spec import StudySpec, parse_spec, spec_tree
 from dhkd.study.summary import StudySummary, collect, format_summary, write_summary
@@ -113,6 +115,7 @@ def resolve_data(spec: StudySpec, paths: StudyPaths) -> Path:
                 n_train=params["n_train"],
                 n_test_good=params["n_test_good"],
                 n_test_defect=params["n_test_defect"],
+                difficulty=params["difficulty"],
             )
             (tmp / ".complete").write_text("ok\n")
             try:
@@ -299,6 +302,12 @@ def _run_locked(
             tags["dhkd.extended"] = "True"
         tracker.start_study(spec.name, study_params(spec), tags, experiment_tags(spec))
         phases.mark("study_run")
+        reference = measure_reference(
+            spec, paths, Path(context.data_root), context.feature_cache_dir, opts.quiet
+        )
+        if reference is not None:
+            tracker.submit(reference)
+        phases.mark("reference")
         tune_start = time.monotonic()
         phases.times["tune_start_at"] = time.time()
         try:

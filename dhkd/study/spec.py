@@ -16,6 +16,7 @@ Example (see studies/quickstart.yaml for a complete one):
     sampler: {type: tpe, seed: 0}
     objective: {metric: pixel_aupro, mode: max}   # on the validation images of `selection`
     selection: {protocol: synthetic, val_fraction: 0.2, seed: 0}
+    reference: knn               # a baseline column, measured once per (category, seed)
     num_samples: 16
     scheduler: {type: asha, grace_period: 5, reduction_factor: 2}
     resources: {cpu: 1, gpu: 0.5}
@@ -72,6 +73,9 @@ class SyntheticData(_Strict):
     n_train: int = Field(24, ge=2)
     n_test_good: int = Field(8, ge=1)
     n_test_defect: int = Field(12, ge=1)
+    difficulty: float = Field(
+        0.0, ge=0, le=1, description="0: plain; up to 1: more varied good images, fainter defects"
+    )
 
 
 class DataSpec(_Strict):
@@ -166,6 +170,11 @@ class StudySpec(_Strict):
     selection: SelectionConfig = Field(
         SelectionConfig(), description="what chooses: synthetic (default), test_fold or test"
     )
+    reference: str | None = Field(
+        None,
+        description="a method measured once per (category, seed) under the same protocol, "
+        "shown as its own column of every table (dhkd.study.reference), e.g. knn",
+    )
     num_samples: int | None = Field(None, ge=1, description="trials; grid: defaults to its size")
     scheduler: SchedulerSpec = SchedulerSpec()
     resources: ResourcesSpec = ResourcesSpec()
@@ -183,9 +192,11 @@ class StudySpec(_Strict):
     def weights_kept(self) -> str:
         return self.keep_weights or "complete"
 
-    @field_validator("method")
+    @field_validator("method", "reference")
     @classmethod
-    def _registered(cls, method: str) -> str:
+    def _registered(cls, method: str | None) -> str | None:
+        if method is None:
+            return method
         try:
             get_method(method)
         except ConfigError as exc:

@@ -291,6 +291,37 @@ def _with_best_link(tr: RunStore, note: str, best: int | None) -> str:
     return note.replace("{best}", link)
 
 
+def apply_reference(tr: RunStore, op: dict[str, Any]) -> None:
+    """The study's reference run (tag dhkd.role=reference), nested under the study run, with
+    its params, metrics and outputs; logged once."""
+    parent = tr.state["study_run_id"]
+    run_id = tr.state.get("reference_run_id")
+    if run_id is None:
+        run = _search(tr, {"mlflow.parentRunId": parent, "dhkd.role": "reference"})
+        if run is None:
+            tags = {"mlflow.parentRunId": parent, "dhkd.role": "reference",
+                    "dhkd.study": tr.state.get("experiment_name", ""),
+                    "dhkd.reference": op["method"], "state": RUNNING}  # fmt: skip
+            run = tr.client.create_run(
+                tr.state["experiment_id"], run_name=f"reference-{op['method']}", tags=tags
+            )
+        elif run.data.tags.get("state") == COMPLETE:
+            tr.state["reference_logged"] = True
+        run_id = run.info.run_id
+        tr.state["reference_run_id"] = run_id
+        tr.save()
+    if tr.state.get("reference_logged"):
+        return
+    _log(tr, run_id, params=op["params"])
+    _log_artifacts(tr, run_id, Path(op["artifacts"]), set(op.get("exclude") or ()))
+    note = f"Reference **{op['method']}**, measured once per (category, seed) of the study."
+    _log(tr, run_id, tags={"state": COMPLETE, NOTE: note}, metrics=op["metrics"],
+         ts=int(time.time() * 1000))  # fmt: skip
+    tr.client.set_terminated(run_id, status="FINISHED")
+    tr.state["reference_logged"] = True
+    tr.save()
+
+
 Operation = Callable[[RunStore, dict[str, Any]], None]
 OPERATIONS: dict[str, Operation] = {
     "study_start": apply_study_start,
@@ -300,4 +331,5 @@ OPERATIONS: dict[str, Operation] = {
     "trial_end": apply_trial_end,
     "trial_extend": apply_trial_extend,
     "study_end": apply_study_end,
+    "reference": apply_reference,
 }

@@ -74,6 +74,28 @@ def test_masks_are_exactly_the_changed_pixels(name: str, defect: str) -> None:
         render_sample(style, np.random.default_rng(0), 64, "dent")
 
 
+@pytest.mark.parametrize("name", ["stripes", "widget"])
+def test_difficulty_makes_defects_fainter_and_good_images_vary_more(name: str) -> None:
+    style = make_style(name, seed=3)
+
+    def sample(i: int, difficulty: float, defect: str | None = "stain"):
+        rng, variation = np.random.default_rng(i), np.random.default_rng(100 + i)
+        return render_sample(style, rng, 64, defect, difficulty, variation)
+
+    for i in range(3):
+        easy_normal, easy, easy_mask = sample(i, 0.0)
+        normal, image, mask = sample(i, 0.8)
+        np.testing.assert_array_equal(mask.astype(bool), (image != normal).any(-1))
+        hard = np.abs(image.astype(int) - normal)[mask > 0].mean()
+        plain = np.abs(easy.astype(int) - easy_normal)[easy_mask > 0].mean()
+        assert 0 < hard < 0.6 * plain
+    goods = [sample(i, d, None)[0].astype(float) for d in (0.0, 0.8) for i in range(6)]
+    spread = [np.std([g.mean() for g in goods[k : k + 6]]) for k in (0, 6)]
+    assert spread[1] > 1.5 * spread[0]
+    with pytest.raises(DataError, match="difficulty must be in"):
+        sample(0, 1.5)
+
+
 def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     a = make_synthetic_dataset(tmp_path / "a", ["stripes", "widget"], seed=5, **SMALL)
     b = make_synthetic_dataset(tmp_path / "b", ["stripes", "widget"], seed=5, **SMALL)

@@ -54,6 +54,16 @@ def _units(client, run_id: str, cache: dict) -> list[dict]:
     return cache[run_id]
 
 
+def _seed_values(units: list[dict], row: str, metric: str) -> list[float]:
+    """Per seed, in percent: the row's category, or the mean over categories (Average: test,
+    Validation: the units' validation metrics)."""
+    if row not in ("Average", "Validation"):
+        return [100 * u[metric] for u in units if u["category"] == row]
+    seeds = sorted({u["seed"] for u in units})
+    get = (lambda u: u["val"][metric]) if row == "Validation" else (lambda u: u[metric])
+    return [100 * np.mean([get(u) for u in units if u["seed"] == s]) for s in seeds]
+
+
 def test_report_of_the_smoke_study_traces_every_number(smoke_study, tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -89,11 +99,16 @@ def test_report_of_the_smoke_study_traces_every_number(smoke_study, tmp_path):
                     assert float(p["value"]) == 100 * run.data.metrics[p["metric_key"]]
                 else:  # std: recomputed from the run's metrics.json units
                     units = _units(client, p["run_id"], cache)
-                    values = [100 * u[metric] for u in units if u["category"] == row["category"]]
+                    values = _seed_values(units, row["category"], metric)
                     assert float(text) == pytest.approx(np.std(values, ddof=1), abs=0.051)
                 checked += 1
-    assert checked >= 3 * 3  # 2 categories + Average, at least one column, 3 tables
-    for figure in ("param_noise.sigma", "qualitative", "parallel", "history"):
+        assert {"Average", "Validation"} <= {r["category"] for r in csv.DictReader(table)}
+        assert "knn (reference) mean" in table[0]  # the spec's reference is a column
+    assert checked >= 3 * 4  # 2 categories + Average + Validation, 3 tables
+    readme = (out / "README.md").read_text()
+    assert "knn (reference)" in readme and "selected on held-out train/good images" in readme
+    assert "vs knn (reference)" in readme  # each variant tested against the reference
+    for figure in ("param_student.variant", "qualitative", "parallel", "history"):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 10_000
     assert "Optuna study from optuna.db" in (out / "README.md").read_text()
     logged = {

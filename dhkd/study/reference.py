@@ -1,0 +1,80 @@
+"""The reference of a study (`reference: knn` in the spec): a plain method measured once per
+(category, seed) under the study's selection protocol, beside the searched variants.
+
+The driver measures it before the trials start (dhkd.train.fit_units in its own process, no
+search, no scheduler) on the study's units, with the study's data, backbone and score settings
+(the `fixed` keys of those shared sections) and its selection protocol, so its validation and
+test numbers are comparable with every trial's. Its outputs stay in <study>/reference/ (a resumed
+study does not measure it again) and are logged to MLflow as one run nested under the study run
+(tag dhkd.role=reference); `dhkd report` shows it as its own column of every table and figure
+and tests each variant against it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dhkd.config import load_config
+from dhkd.sections import TrainConfig
+from dhkd.study.layout import StudyPaths
+from dhkd.study.outcome import OBJECTIVE, tracked_metrics
+from dhkd.study.spec import StudySpec
+
+SHARED_SECTIONS = ("data", "backbone", "score")  # settings a reference shares with the trials
+REFERENCE_DIR = "reference"
+ROLE = "reference"
+
+
+def reference_config(spec: StudySpec) -> TrainConfig:
+    """The reference's config: its method's preset, the study's selection protocol and the
+    study's fixed data / backbone / score keys (and optim.device)."""
+    assert spec.reference is not None
+    shared = {
+        k: v
+        for k, v in spec.fixed.items()
+        if k.split(".")[0] in SHARED_SECTIONS or k == "optim.device"
+    }
+    selection = {f"selection.{k}": v for k, v in spec.selection.model_dump().items()}
+    return load_config(spec.preset, overrides={"method": spec.reference, **selection, **shared})
+
+
+def reference_dir(paths: StudyPaths) -> Path:
+    return paths.dir / REFERENCE_DIR
+
+
+def measure_reference(
+    spec: StudySpec, paths: StudyPaths, data_root: Path, cache_dir: str | None, quiet: bool
+) -> dict[str, Any] | None:
+    """Measure the reference unless <study>/reference/metrics.json exists; returns the tracking
+    operation that logs it (None without a reference)."""
+    if spec.reference is None:
+        return None
+    from dhkd.study.trainable import node_feature_cache, objective_value
+    from dhkd.train import fit_units
+
+    cfg = reference_config(spec)
+    out = reference_dir(paths)
+    done = out / "metrics.json"
+    if not done.is_file():
+        if not quiet:
+            print(f"[dhkd] measuring the reference {spec.reference} on {len(spec.units)} units")
+        tmp = out.with_name(f".{REFERENCE_DIR}-partial")
+        fit_units(cfg, data_root, spec.units, out_dir=tmp, progress=False,
+                  feature_cache=node_feature_cache(cache_dir))  # fmt: skip
+        tmp.replace(out)
+    flat = json.loads(done.read_text())
+    numbers = {k: v for k, v in flat.items() if isinstance(v, int | float)}
+    categories = spec.data.category_names
+    objective = objective_value(numbers, spec.objective.metric, categories)
+    if objective is not None:
+        numbers[OBJECTIVE] = objective
+    return {
+        "op": "reference",
+        "method": spec.reference,
+        "params": cfg.to_flat_dict(),
+        "metrics": tracked_metrics(numbers, spec.objective.metric),
+        "artifacts": str(out),
+        "exclude": [] if spec.weights_kept != "none" else ["checkpoint.pt"],
+    }

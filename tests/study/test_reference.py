@@ -1,0 +1,72 @@
+"""The spec's reference: measured once per (category, seed) under the study's protocol and
+settings, logged to MLflow once as its own run nested under the study run."""
+
+from __future__ import annotations
+
+from study_helpers import mlflow_runs
+
+from dhkd.study.layout import StudyPaths
+from dhkd.study.reference import measure_reference, reference_config, reference_dir
+from dhkd.study.spec import parse_spec
+from dhkd.study.tracking import Tracker
+
+
+def _spec(root, **changes):
+    tree = {
+        "name": "ref",
+        "description": "a reference column",
+        "preset": "tiny",
+        "data": {"root": str(root), "dataset": "custom", "categories": ["stripes", "widget"]},
+        "seeds": [0, 1],
+        "fixed": {
+            "optim.epochs": 2,
+            "data.image_size": 48,
+            "score.smoothing_sigma": 2.0,
+            "teacher.depth": 2,
+        },
+        "scheduler": {"type": "none"},
+        "selection": {"protocol": "test_fold", "val_fraction": 0.4},
+        "reference": "knn",
+        **changes,
+    }
+    return parse_spec(tree)
+
+
+def test_the_reference_shares_the_protocol_and_the_shared_settings(synthetic_root):
+    cfg = reference_config(_spec(synthetic_root))
+    assert cfg.method == "knn" and (cfg.data.image_size, cfg.score.smoothing_sigma) == (48, 2.0)
+    assert (cfg.selection.protocol, cfg.selection.val_fraction) == ("test_fold", 0.4)
+    assert "teacher" not in cfg.model_dump()  # another method's fixed keys stay with it
+    assert measure_reference(_spec(synthetic_root, reference=None), None, None, "", True) is None
+
+
+def test_measured_once_and_logged_once_as_its_own_run(synthetic_root, tmp_path, tracking_uri):
+    spec = _spec(synthetic_root)
+    paths = StudyPaths(tmp_path / "ray", spec.name)
+    paths.dir.mkdir(parents=True)
+    tracker = Tracker(paths, tracking_uri)
+    tracker.start_study(spec.name, {"spec.name": spec.name}, {})
+    op = measure_reference(spec, paths, synthetic_root, "", quiet=True)
+    done = reference_dir(paths) / "metrics.json"
+    stamp = done.stat().st_mtime_ns
+    tracker.submit(op)
+    again = measure_reference(spec, paths, synthetic_root, "", quiet=True)  # a resumed study
+    assert done.stat().st_mtime_ns == stamp and again["metrics"] == op["metrics"]
+    tracker.submit(again)
+    tracker.flush()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name("ref")
+    runs = client.search_runs([exp.experiment_id], "tags.`dhkd.role` = 'reference'")
+    assert len(runs) == 1
+    run = runs[0]
+    study, _ = mlflow_runs(tracking_uri, "ref")
+    assert run.data.tags["mlflow.parentRunId"] == study.info.run_id
+    assert run.data.tags["state"] == "COMPLETE" and run.info.status == "FINISHED"
+    assert run.data.params["method"] == "knn"
+    assert run.data.params["selection.protocol"] == "test_fold"
+    for key in ("test/widget/pixel_aupro", "val/stripes/image_auroc", "objective/pixel_aupro"):
+        assert 0.0 <= run.data.metrics[key] <= 1.0
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"metrics.json", "maps_stripes_s1.png"} <= names
