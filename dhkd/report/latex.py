@@ -24,6 +24,7 @@ import re
 
 from dhkd.report.published import load_published
 from dhkd.report.render import footnotes
+from dhkd.report.select import REFERENCE
 from dhkd.report.tables import SUMMARY_ROWS, Cell, Table, TableColumn
 
 LAYOUTS = ("twocolumn", "onecolumn", "compact")
@@ -227,7 +228,9 @@ def long_notes(table: Table) -> list[str]:
     """The notes a table's caption leaves out, as (possibly indented) lines of plain text."""
     cols = []
     for col in table.columns:
-        if col.trial is not None:
+        if col.key == REFERENCE and col.trial is not None:
+            cols.append(f"  {col.label}: reference run, MLflow run {col.trial.run_id}")
+        elif col.trial is not None:
             cols.append(f"  {col.label}: trial #{col.trial.number}, MLflow run {col.trial.run_id}")
         elif col.kind != "published":
             cols.append(f"  {col.label}: no COMPLETE trial")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from dhkd.data.selection import protocol_label
 from dhkd.report.collect import StudyData
 from dhkd.report.render import to_markdown
-from dhkd.report.select import Column, best_trial, compute_hours
+from dhkd.report.select import REFERENCE, Column, best_trial, compute_hours
 
 FIGURE_TEXT = {
     "param_": "Metrics vs the scientific parameter {key}, per category (thin) and averaged "
@@ -65,8 +66,10 @@ def summary_lines(data: StudyData, cols: list[Column], meta: dict[str, Any]) -> 
         f"- Study: {spec.get('description') or data.name}",
         f"- Read from MLflow `{meta['tracking_uri']}`: experiment {data.experiment_id}, study run "
         f"`{data.study_run_id}`; generated {meta['generated']}",
-        f"- Trials: {len(data.trials)} ({_counts(data)}); objective: {mode} {metric} "
+        f"- Trials: {len(data.trials)} ({_counts(data)}); objective: {mode} validation {metric} "
         "(mean over categories)",
+        f"- Selection protocol `{data.protocol}`: {protocol_label(data.protocol)}; each table's "
+        "Validation row holds the numbers that chose, the other rows the test numbers",
         f"- Scientific: {sci}; nuisance (tuned): {nuis}",
         f"- Categories: {', '.join(data.categories)}; seeds: {spec.get('seeds')}",
     ]
@@ -83,17 +86,19 @@ def summary_lines(data: StudyData, cols: list[Column], meta: dict[str, Any]) -> 
         f"{kept.get('bytes', 0) / 2**20:.1f} MiB (checkpoint.pt artifacts of their runs; "
         "`dhkd predict --run RUN_ID`, `dhkd reproduce RUN_ID`)"
     )
-    lines.append(
-        "- Columns: "
-        + "; ".join(
-            f"{c.label}: "
-            + (f"trial #{c.trial.number} (`{c.trial.run_id}`)" if c.trial else "no COMPLETE trial")
-            + f", {c.n_complete}/{c.n_trials} complete, compute {_hours(c.compute)}"
-            for c in cols
-        )
-    )
+    lines.append("- Columns: " + "; ".join(f"{c.label}: " + _column_source(c) for c in cols))
     lines.append(f"- Compute, every trial of the study: {_hours(compute_hours(data.trials))}")
     return lines
+
+
+def _column_source(col: Column) -> str:
+    compute = f"compute {_hours(col.compute)}"
+    if col.key == REFERENCE and col.trial is not None:
+        return f"reference run (`{col.trial.run_id}`), measured once per (category, seed)"
+    done = f"{col.n_complete}/{col.n_trials} complete"
+    if col.trial is None:
+        return f"no COMPLETE trial, {done}, {compute}"
+    return f"trial #{col.trial.number} (`{col.trial.run_id}`), {done}, {compute}"
 
 
 def _hours(compute: dict[str, float]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 
+from dhkd.report.select import REFERENCE
 from dhkd.report.tables import AVERAGE, SUMMARY_ROWS, VALIDATION, Cell, Table, TableColumn
 
 MISSING = "–"
@@ -19,7 +20,7 @@ MISSING = "–"
 def header(col: TableColumn) -> str:
     if col.kind == "published":
         return f"{col.label}†" + (f" ({col.note})" if col.note else "")
-    if col.trial is not None and col.key != "best":
+    if col.trial is not None and col.key not in ("best", REFERENCE):
         return f"{col.label} (#{col.trial.number})"
     return col.label
 

@@ -174,8 +174,9 @@ def build_table(
     if len(cols) > 1:
         table.comparisons = compare(data, table, cols, baseline or cols[0].key)
         if len(cols) > 2 and cols[-1].key == REFERENCE and (baseline or cols[0].key) != REFERENCE:
+            against = [c for c in cols if c.key != (baseline or cols[0].key)]  # tested above
             table.comparisons = adjust(
-                [*table.comparisons, *compare(data, table, cols, REFERENCE, adjusted=False)]
+                [*table.comparisons, *compare(data, table, against, REFERENCE, adjusted=False)]
             )
     table.notes = table_notes(data, table, cols, pub)
     table.selection = selection_note(data, cols)
