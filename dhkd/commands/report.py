@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dhkd.report import build_report
     from dhkd.report.collect import DEFAULT_TRACKING_URI
+    from dhkd.report.tables import SUMMARY_ROWS
 
     out = Path(args.out) if args.out else Path("reports") / args.study
     parts = ["dhkd", "report", args.study]
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     )
     for metric, table in result.tables.items():
         state = f"PARTIAL ({len(table.missing)} cells missing)" if table.partial else "complete"
-        print(f"{metric}: {len(table.rows) - 1} categories x {len(table.columns)} columns, {state}")
+        n_rows = len([r for r in table.rows if r not in SUMMARY_ROWS])
+        print(f"{metric}: {n_rows} categories x {len(table.columns)} columns, {state}")
     print(
         f"wrote {out}/README.md, tables/ (md, tex, csv, notes, preamble.tex), "
         f"{len(result.figures)} figure files, provenance.csv"

@@ -278,9 +278,10 @@ def table_notes(data: StudyData, table: Table, cols: list[Column], pub: list) ->
             "with the reason in the notes; nothing was filled in."
         )
     if table.comparisons:
-        bases = ", ".join(dict.fromkeys(c.baseline for c in table.comparisons))
+        bases = list(dict.fromkeys(c.baseline for c in table.comparisons))
+        also = f" and with the reference {bases[1]}" if len(bases) > 1 else ""
         notes.append(
-            f"Paired comparisons with {bases}: "
+            f"Paired comparisons with the baseline {bases[0]}{also}: "
             "Wilcoxon signed-rank, two-sided, Holm-corrected over this table's "
             "comparisons. With several seeds the pairs are (category, seed) units, and the "
             "seeds of one category are not independent: read p as indicative."

@@ -89,7 +89,7 @@ def test_report_is_logged_to_the_study_run(tmp_path, fresh_uri, capsys):
     out = tmp_path / "out"
     args = ["report", name, "--tracking-uri", fresh_uri, "--out", str(out), "--baseline", "0.2"]
     assert main(args) == 0
-    assert "PARTIAL (5 cells missing)" in capsys.readouterr().out
+    assert "4 categories x 3 columns, PARTIAL (6 cells missing)" in capsys.readouterr().out
     client = MlflowClient(fresh_uri)
     experiment = client.get_experiment_by_name(name).experiment_id
     study_run = client.search_runs([experiment], "tags.`dhkd.role` = 'study'")[0]

@@ -39,7 +39,9 @@ def test_cells_are_the_final_mlflow_metrics_with_seed_spread(pixel_table, fake_s
 def test_a_value_without_complete_trial_is_missing_and_the_table_partial(pixel_table):
     cell = pixel_table.cells[("a", "noise.sigma=0.5")]
     assert cell.value is None and "none complete" in cell.reason
-    assert pixel_table.partial and len(pixel_table.missing) == 5
+    assert pixel_table.partial and len(pixel_table.missing) == 6  # categories, Average, Validation
+    validation = pixel_table.cells[("Validation", "noise.sigma=0.2")]
+    assert validation.metric_key == "val/pixel_auroc" and validation.value is not None
     md = to_markdown(pixel_table)
     assert "(PARTIAL)" in md and "–*" in md
     assert "σ 0.5 (all rows): no COMPLETE trial with σ 0.5 (1 trial, none complete)" in md
@@ -96,7 +98,7 @@ def test_every_csv_number_is_the_metric_of_the_run_provenance_names(pixel_table,
             assert row[f"{col.key} mean"] == f"{100 * metric:.1f}"  # rounded as the tables
             assert p["value"] == 100 * metric  # provenance keeps full precision
             checked += 1
-    assert checked == 3 * 5 - 5  # every measured, non-missing cell
+    assert checked == 2 * 6  # every measured, non-missing cell (σ 0.5 has no COMPLETE trial)
 
 
 def test_a_metric_missing_from_a_run_is_a_footnoted_gap(tmp_path, fresh_uri):
