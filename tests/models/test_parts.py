@@ -1,0 +1,134 @@
+"""DHKD's parts tested directly: what each must do, not only that a switch changes the output."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dhkd.methods.dhkd.losses import affinity_loss, affinity_matrix
+from dhkd.methods.dhkd.noise import add_feature_noise
+from dhkd.methods.dhkd.student import FrequencyBranch
+from dhkd.models.anomaly_map import fuse_maps, score_maps
+
+
+def _noise(feats, seed=0, **kwargs):
+    options = {"sigma": 0.5, "mask": "full", "prob": 1.0, "patch_size": 0.25, "patch_count": 1}
+    options.update(kwargs)
+    return add_feature_noise(feats, generator=torch.Generator().manual_seed(seed), **options)
+
+
+def test_noise_has_the_asked_scale_relative_to_the_feature_rms():
+    f = 3.0 * torch.randn(8, 16, 32, 32, generator=torch.Generator().manual_seed(1))
+    (noisy,) = _noise([f], sigma=0.5)
+    rms = float(f.pow(2).mean().sqrt())
+    delta = noisy - f
+    assert abs(float(delta.mean())) < 0.01 * rms
+    assert float(delta.std()) == pytest.approx(0.5 * rms, rel=0.02)
+
+
+def test_noise_leaves_its_input_alone_and_sigma_zero_is_the_identity():
+    f = torch.randn(2, 4, 8, 8)
+    before = f.clone()
+    _noise([f])
+    assert torch.equal(f, before)
+    assert _noise([f], sigma=0.0)[0] is f
+
+
+def test_patch_masks_cover_the_same_relative_place_on_every_level():
+    coarse = torch.ones(4, 3, 8, 8)
+    fine = torch.ones(4, 3, 32, 32)
+    noisy_coarse, noisy_fine = _noise([coarse, fine], mask="patches", patch_size=0.25)
+    hit_coarse = (noisy_coarse != coarse).any(dim=1).float()  # (B, 8, 8)
+    hit_fine = (noisy_fine != fine).any(dim=1).float()  # (B, 32, 32)
+    centres = []
+    for hit in (hit_coarse, hit_fine):
+        size = hit.shape[-1]
+        grid = (torch.arange(size).float() + 0.5) / size
+        area = hit.sum(dim=(1, 2))
+        assert (area > 0).all() and (hit.mean(dim=(1, 2)) < 0.15).all()
+        centres.append(
+            torch.stack([(hit.sum(2) * grid).sum(1), (hit.sum(1) * grid).sum(1)], 1) / area[:, None]
+        )
+    assert torch.allclose(centres[0], centres[1], atol=1 / 8)  # within one coarse cell
+    assert not torch.allclose(centres[1][0], centres[1][1], atol=1 / 8)  # samples differ
+
+
+def test_noise_probability_is_the_fraction_of_noised_samples():
+    f = torch.ones(2000, 1, 2, 2)
+    (noisy,) = _noise([f], prob=0.3)
+    noised = (noisy != f).flatten(1).any(dim=1).float().mean()
+    assert float(noised) == pytest.approx(0.3, abs=0.04)
+
+
+def test_affinity_matrix_known_values():
+    x = torch.zeros(1, 2, 1, 2)
+    x[0, :, 0, 0] = torch.tensor([1.0, 0.0])
+    x[0, :, 0, 1] = torch.tensor([1.0, 1.0])
+    cos = affinity_matrix(x, pool=32, form="cosine")[0]
+    dot = affinity_matrix(x, pool=32, form="dot")[0]
+    s = 1 / math.sqrt(2)
+    assert torch.allclose(cos, torch.tensor([[1.0, s], [s, 1.0]]), atol=1e-6)
+    assert torch.allclose(dot, torch.tensor([[0.5, 0.5], [0.5, 1.0]]), atol=1e-6)
+
+
+def test_affinity_loss_is_zero_for_identical_inputs_and_positive_otherwise():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 8, 6, 6, generator=g), torch.randn(2, 8, 6, 6, generator=g)
+    assert affinity_loss(a, a, pool=32, form="cosine") == 0
+    assert affinity_loss(a, b, pool=32, form="cosine") > 0
+
+
+def test_cosine_affinity_ignores_per_position_scale_and_a_shared_channel_rotation():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 8, 6, 6, generator=g), torch.randn(2, 8, 6, 6, generator=g)
+    scale = torch.rand(2, 1, 6, 6, generator=g) + 0.5
+    rotation, _ = torch.linalg.qr(torch.randn(8, 8, generator=g))
+    rotated = torch.einsum("dc,bchw->bdhw", rotation, a)
+
+    def loss(x):
+        return float(affinity_loss(x, b, pool=32, form="cosine"))
+
+    assert loss(a * scale) == pytest.approx(loss(a), rel=1e-5)
+    assert loss(rotated) == pytest.approx(loss(a), rel=1e-5)
+
+
+def _wave(frequency: int, size: int = 16) -> torch.Tensor:
+    xs = torch.arange(size).float()
+    return torch.cos(2 * math.pi * frequency * xs / size).expand(1, 1, size, size).clone()
+
+
+def test_frequency_branch_filters_by_frequency():
+    branch = FrequencyBranch(1, 16, 16, "global_filter")
+    with torch.no_grad():
+        branch.weight.zero_()
+        branch.weight[0, :, :3, 0] = 1.0  # pass horizontal frequencies 0-2, block the rest
+    low, high = _wave(1), _wave(5)
+    with torch.no_grad():
+        assert torch.allclose(branch(low), low, atol=1e-5)
+        assert branch(high).abs().max() < 1e-5
+
+
+def test_conv1x1_frequency_branch_acts_on_each_frequency_apart():
+    torch.manual_seed(0)
+    branch = FrequencyBranch(1, 16, 16, "conv1x1").eval()
+    with torch.no_grad():
+        added = branch(_wave(1) + _wave(5)) - branch(_wave(1))
+    spectrum = torch.fft.rfft2(added[0, 0]).abs()
+    assert spectrum[0, 5] > 1e-3  # the branch responds to the content added at frequency 5
+    spectrum[0, 5] = 0
+    assert spectrum.max() < 1e-4  # and only there
+
+
+@pytest.mark.parametrize("fusion", ["sum", "product"])
+def test_anomaly_map_peaks_where_the_discrepancy_is(fusion):
+    coarse = torch.full((1, 8, 8), 0.1)
+    fine = torch.full((1, 16, 16), 0.1)
+    coarse[0, 2, 5] = 2.0  # the same spot on both levels: rows 20-27, columns 40-47 at 64 px
+    fine[0, 5, 11] = 2.0
+    maps = fuse_maps([coarse, fine], 64, fusion, smoothing_sigma=2.0)
+    row, col = divmod(int(maps[0].argmax()), 64)
+    assert 19 <= row <= 28 and 39 <= col <= 48
+    batch = score_maps([coarse, fine], 64, fusion=fusion, smoothing_sigma=2.0)
+    assert float(batch.pred_score[0]) == pytest.approx(float(maps.max()))
