@@ -172,19 +172,22 @@ def _evaluate(units, splits: dict[str, CachedSplit], maps_out: dict) -> list[dic
     return rows
 
 
-def _run_stage(units, epochs: range, stage: str, progress: bool, on_epoch=None) -> None:
-    """Run `stage` for `epochs`. Progress: a bar on a terminal; one line per epoch where
-    stderr is not one (a log file, `ray job submit`), instead of carriage-return updates."""
+def _run_stage(units, epochs: range, stage: Stage, progress: bool, on_epoch=None) -> list[float]:
+    """Run `stage` for `epochs`; returns its epoch losses (mean over units). Progress: a bar on
+    a terminal; one line per epoch where stderr is not one (a log file, `ray job submit`),
+    instead of carriage-return updates."""
     interactive = progress and sys.stderr.isatty()
-    bar = tqdm(epochs, desc=stage, disable=not interactive, leave=False, unit="epoch")
+    bar = tqdm(epochs, desc=stage.name, disable=not interactive, leave=False, unit="epoch")
+    history = []
     for epoch in bar:
         losses = []
         for unit in units:
             start = time.perf_counter()
-            losses.append(unit.run_epoch(stage, epoch))
+            losses.append(unit.run_epoch(stage.name, epoch))
             unit.train_seconds += time.perf_counter() - start
         loss = float(np.mean(losses))
-        shown = {TRAIN_LOSS: loss}
+        history.append(loss)
+        shown = {f"train/{stage.loss}": loss}
         if on_epoch is not None:
             shown = on_epoch(epoch, loss)
         means = {k.split("/")[1]: v for k, v in shown.items() if k.count("/") == 1}
@@ -193,15 +196,20 @@ def _run_stage(units, epochs: range, stage: str, progress: bool, on_epoch=None) 
             bar.set_postfix(values)
         elif progress:
             text = " ".join(f"{k}={v}" for k, v in values.items())
-            print(f"[{stage}] epoch {epoch}/{epochs[-1]} {text}", file=sys.stderr, flush=True)
+            print(f"[{stage.name}] epoch {epoch}/{epochs[-1]} {text}", file=sys.stderr, flush=True)
+    return history
 
 
-def _run_earlier_stages(trainers, stages: list[Stage], progress: bool, on_stage_end=None) -> None:
+def _run_earlier_stages(
+    trainers, stages: list[Stage], progress: bool, losses: dict[str, list[float]], on_stage_end=None
+) -> None:
     """Every stage before the last, each to its end unless every unit finished it already;
-    on_stage_end(name) after each stage that ran (so that it can be checkpointed)."""
+    its epoch losses go to losses["train/<stage.loss>"]; on_stage_end(name) after each stage
+    that ran (so that it can be checkpointed)."""
     for stage in stages:
         if not all(u.stage_done(stage.name) for u in trainers):
-            _run_stage(trainers, range(1, stage.epochs + 1), stage.name, progress)
+            history = _run_stage(trainers, range(1, stage.epochs + 1), stage, progress)
+            losses[f"train/{stage.loss}"] = history
             for unit in trainers:
                 unit.finish_stage(stage.name)
             if on_stage_end is not None:
@@ -228,8 +236,9 @@ def fit_units(
     returns the training state (epoch 0), so that a resumed run does not train that stage again.
 
     Returns {"metrics" ("val/..." and "test/..." keys), "units", "selection", "train_seconds",
-    "eval_seconds", "feature_seconds", "peak_rss_mb", ["peak_gpu_mb"], "epochs"}; see TRAIN_API
-    in the docs for the keys.
+    "eval_seconds", "feature_seconds", "peak_rss_mb", ["peak_gpu_mb"], "epochs", "stage_losses"
+    (per earlier stage, "train/<loss>": its epoch losses, e.g. dhkd's train/teacher_nll)}; see
+    TRAIN_API in the docs for the keys.
     """
     if not units:
         raise DataError("no (category, seed) units to train")
@@ -245,19 +254,22 @@ def fit_units(
     feature_seconds = time.perf_counter() - start
     trainers = [make_unit(cfg, cat, seed, data[cat].train, device) for cat, seed in units]
     first_epoch = 1
+    stage_losses: dict[str, list[float]] = {}  # the earlier stages' epoch losses
     if resume_state is not None:
         for unit, state in zip(trainers, resume_state["units"], strict=True):
             unit.load_state_dict(state)
         first_epoch = resume_state["epoch"] + 1
+        stage_losses.update(resume_state.get("stage_losses", {}))
     *earlier, last = get_method(cfg.method).stages(cfg)
 
     def state() -> dict:
-        return {"epoch": trainers[0].epoch, "units": [u.state_dict() for u in trainers]}
+        units_state = [u.state_dict() for u in trainers]
+        return {"epoch": trainers[0].epoch, "units": units_state, "stage_losses": stage_losses}
 
     on_stage_end = None
     if stage_callback is not None:
         on_stage_end = functools.partial(stage_callback, state=state)
-    _run_earlier_stages(trainers, earlier, progress, on_stage_end)
+    _run_earlier_stages(trainers, earlier, progress, stage_losses, on_stage_end)
 
     validation = {cat: d.validation for cat, d in data.items()}
     val_maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -273,7 +285,7 @@ def fit_units(
             callback(EpochReport(epoch, metrics, state))
         return metrics
 
-    _run_stage(trainers, range(first_epoch, last.epochs + 1), last.name, progress, on_epoch)
+    _run_stage(trainers, range(first_epoch, last.epochs + 1), last, progress, on_epoch)
     if not val_rows:  # resumed after the last epoch: evaluate what was restored
         val_rows = _evaluate(trainers, validation, val_maps)
     test = {cat: d.test() for cat, d in data.items()}  # the first read of the test images
@@ -304,6 +316,7 @@ def fit_units(
         "eval_seconds": sum(r["eval_seconds"] for r in rows),
         "feature_seconds": feature_seconds,
         "epochs": last.epochs,
+        "stage_losses": stage_losses,
         **peak_memory_mb(device),
         "fingerprint": fingerprint,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -160,3 +161,19 @@ def test_progress_off_a_terminal_is_one_line_per_epoch(synthetic_root, cache, ca
     student = [line for line in err.splitlines() if line.startswith("[student] epoch ")]
     assert [line.split()[2] for line in student] == ["1/3", "2/3", "3/3"]
     assert "loss=" in student[0] and "pixel_aupro=" in student[1]
+
+
+def test_teacher_nll_is_reported_each_teacher_epoch(synthetic_root, cache, capsys, tmp_path):
+    cfg = load_config("tiny", overrides={"teacher.epochs": 3, "optim.epochs": 1})
+    out = tmp_path / "out"
+    result = fit_units(
+        cfg, synthetic_root, [("widget", 0)], feature_cache=cache, out_dir=out, progress=True
+    )
+    nll = result["stage_losses"]["train/teacher_nll"]
+    assert len(nll) == 3 and all(math.isfinite(v) for v in nll)
+    assert nll[-1] < nll[0]  # the flow's NLL falls as the teacher trains
+    lines = capsys.readouterr().err.splitlines()
+    shown = [float(x.split("teacher_nll=")[1]) for x in lines if x.startswith("[teacher]")]
+    assert shown == pytest.approx(nll, abs=1e-4)
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["stage_losses"]["train/teacher_nll"] == nll

@@ -16,10 +16,13 @@ from dhkd.sections import TrainConfig
 
 
 class Stage(NamedTuple):
-    """A training stage: `epochs` calls of the unit's run_epoch(name, epoch)."""
+    """A training stage: `epochs` calls of the unit's run_epoch(name, epoch), whose mean over
+    units is the stage's epoch loss, logged as train/<loss> (progress line, MLflow,
+    metrics.json)."""
 
     name: str
     epochs: int
+    loss: str = "loss"
 
 
 @dataclass(frozen=True)

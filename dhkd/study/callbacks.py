@@ -35,7 +35,7 @@ from dhkd.study.outcome import (
 from dhkd.study.presentation import NOTE, objective_name, trial_note
 from dhkd.study.spec import StudySpec
 from dhkd.study.tracking import Tracker
-from dhkd.study.trainable import NODE_ID
+from dhkd.study.trainable import NODE_ID, STAGE_LOSSES
 
 
 def trial_params(spec: StudySpec, config: dict[str, Any]) -> dict[str, Any]:
@@ -181,6 +181,9 @@ class TrackingCallback(Callback):
         if EPOCH in result:
             metrics = tracked_metrics(result, self.spec.objective.metric)
             self._tracker().log_metrics(number, metrics, int(result[EPOCH]))
+        elif result.get(STAGE_LOSSES):
+            for key, values in json.loads(result[STAGE_LOSSES]).items():
+                self._tracker().log_history(number, key, values)
 
     def _cost(self, trial) -> tuple[dict[str, float], dict[str, str]]:
         """Metrics cost/{wall,cpu,gpu}_s over every attempt, and the `device` tag (live.json,

@@ -187,6 +187,13 @@ class Tracker:
         self.submit({"op": "trial_start", "number": number, "trial_id": trial_id,
                      "params": params, "tags": tags or {}, "config": config})  # fmt: skip
 
+    def log_history(self, number: int, key: str, values: list[float]) -> None:
+        """One metric over a finished stage: values[i] at step i + 1 (e.g. train/teacher_nll)."""
+        if values:
+            self.submit({"op": "history", "key": f"trial:{number}", "metric": key,
+                         "values": [float(v) for v in values],
+                         "ts": int(time.time() * 1000)})  # fmt: skip
+
     def log_metrics(self, number: int, metrics: dict[str, float], step: int) -> None:
         if metrics:
             self.submit({"op": "metrics", "key": f"trial:{number}", "metrics": metrics,

@@ -181,6 +181,26 @@ def apply_metrics(tr: RunStore, op: dict[str, Any]) -> None:
         _log(tr, rec["run_id"], metrics=metrics, ts=op["ts"], step=step)
 
 
+def apply_history(tr: RunStore, op: dict[str, Any]) -> None:
+    """Log a finished stage's per-epoch values of one metric (step = epoch), each step once:
+    steps MLflow already has (a replayed operation, a retried trial) are skipped."""
+    from mlflow.entities import Metric
+
+    number = int(op["key"].split(":")[1])
+    rec = _trial_record(tr, number)
+    if rec.get("state"):
+        return
+    key = op["metric"]
+    have = {m.step for m in tr.client.get_metric_history(rec["run_id"], key)}
+    points = [
+        Metric(key, value, op["ts"], step)
+        for step, value in enumerate(op["values"], start=1)
+        if step not in have
+    ]
+    if points:
+        tr.client.log_batch(rec["run_id"], metrics=points)
+
+
 def _not_logged(tr: RunStore, run_id: str, metrics: dict[str, float], step: int):
     """The metrics that have no point at `step` in MLflow yet."""
     return {
@@ -327,6 +347,7 @@ OPERATIONS: dict[str, Operation] = {
     "study_start": apply_study_start,
     "trial_start": apply_trial_start,
     "metrics": apply_metrics,
+    "history": apply_history,
     "trial_node": apply_trial_node,
     "trial_end": apply_trial_end,
     "trial_extend": apply_trial_extend,

@@ -8,8 +8,9 @@ Per student epoch it reports {"epoch", "train/loss", ["val/..." metrics, "object
 objective is a validation metric; see objective_value) with a checkpoint
 holding the torch.save'd training state, so ASHA can stop it and an interrupted or retried
 trial continues from its last epoch. When an earlier stage (dhkd's flow teacher) ends it reports
-{"stage_done": name} (no epoch, nothing tracked) with a checkpoint of the state after that
-stage, so a trial interrupted before its first student epoch does not train its teacher again.
+{"stage_done": name, "stage_losses": JSON of its epoch losses} (no epoch; the driver logs the
+losses, e.g. train/teacher_nll, one point per teacher epoch) with a checkpoint of the state after
+that stage, so a trial interrupted before its first student epoch does not train its teacher again.
 After fit_units returns it reports the final metrics (the test metrics "test/...", read once,
 among them) with `finished: 1` and a checkpoint that also holds the artifacts (metrics.json,
 config.yaml, fingerprint.json, the weights checkpoint.pt, anomaly-map grids) the driver logs to
@@ -46,6 +47,7 @@ from dhkd.study.outcome import (
 
 NODE_ID = "node_id"  # result key: hex id of the Ray node this attempt runs on
 STAGE_DONE = "stage_done"  # result key: the earlier stage a checkpoint-only report follows
+STAGE_LOSSES = "stage_losses"  # with it: JSON {"train/<loss>": [epoch losses]} of earlier stages
 STATE_FILE = "state.pt"
 FINAL_FILE = "final.json"
 ARTIFACTS = "artifacts"
@@ -173,7 +175,9 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         _report(metrics, report.state())
 
     def stage_callback(stage: str, state) -> None:
-        _report({STAGE_DONE: stage, **usage()}, state())
+        snapshot = state()
+        losses = json.dumps(snapshot["stage_losses"])
+        _report({STAGE_DONE: stage, STAGE_LOSSES: losses, **usage()}, snapshot)
 
     fit = context.fit_fn
     if fit is None:

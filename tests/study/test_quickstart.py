@@ -41,6 +41,9 @@ def test_quickstart_smoke(tmp_path, mlflow_template):
         assert run.data.tags["dhkd.categories"] == "stripes,widget"
         assert not [k for k in run.data.params if k.startswith("study.")]  # bookkeeping: tags
         assert "config.yaml" in {f.path for f in client.list_artifacts(run.info.run_id)}
+        nll = client.get_metric_history(run.info.run_id, "train/teacher_nll")  # one per epoch
+        teacher_epochs = int(run.data.params["teacher.epochs"])
+        assert sorted(m.step for m in nll) == list(range(1, teacher_epochs + 1))
         if run.data.tags["state"] == "COMPLETE":
             names = {f.path for f in client.list_artifacts(run.info.run_id)}
             assert {"maps_stripes_s0.png", "maps_widget_s0.png", "metrics.json"} <= names

@@ -23,6 +23,8 @@ def _no_http_retries(monkeypatch):
 def _story(tracker: Tracker, artifacts) -> None:
     tracker.start_study("s", {"spec.method": "dhkd"}, {"dhkd.resumed": "False"})
     tracker.start_trial(0, "ray0", {"noise.sigma": 0.1})
+    tracker.log_history(0, "train/teacher_nll", [3.0, 2.0, 1.5])
+    tracker.log_history(0, "train/teacher_nll", [3.0, 2.0, 1.5])  # a retried trial: no new points
     tracker.log_metrics(0, {"objective": 0.5, "a/pixel_aupro": 0.5}, step=1)
     tracker.end_trial(0, "COMPLETE", artifacts=str(artifacts))
     tracker.start_trial(1, "ray1", {"noise.sigma": 0.2})
@@ -64,6 +66,8 @@ def test_runs_are_nested_and_operations_idempotent(tmp_path, tracking_uri):
     )
     assert by_number["0"].data.metrics["a/pixel_aupro"] == 0.5
     client = tracker.client
+    nll = client.get_metric_history(by_number["0"].info.run_id, "train/teacher_nll")
+    assert sorted((m.step, m.value) for m in nll) == [(1, 3.0), (2, 2.0), (3, 1.5)]
     assert [f.path for f in client.list_artifacts(by_number["0"].info.run_id)] == ["metrics.json"]
     assert [f.path for f in client.list_artifacts(by_number["1"].info.run_id)] == ["error.txt"]
     assert by_number["0"].info.artifact_uri.startswith((tmp_path / "mlflow-artifacts").as_uri())
@@ -74,7 +78,7 @@ def test_outbox_keeps_results_while_down_and_replays_them(tmp_path, tracking_uri
     down = Tracker(paths, DOWN)
     artifacts = _artifacts(tmp_path)
     _story(down, artifacts)
-    assert down.pending == 8 and not down.rejected
+    assert down.pending == 10 and not down.rejected
     (artifacts / "metrics.json").unlink()  # the checkpoint is gone by the time it is back
     write_json(paths.runtime, {"tracking_uri": DOWN})
     assert main(["study", "sync", "s", "--storage-path", str(tmp_path / "ray")]) == 2  # down

@@ -5,13 +5,15 @@ functions are replaced by an in-memory stand-in (no Ray session needed)."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import shutil
 from pathlib import Path
 
 import pytest
 
 from dhkd.methods.dhkd.unit import DHKDUnit
-from dhkd.study.trainable import FINAL_FILE, STAGE_DONE, TrialContext, run_trial
+from dhkd.study.trainable import FINAL_FILE, STAGE_DONE, STAGE_LOSSES, TrialContext, run_trial
 from dhkd.train import fit_units
 
 
@@ -98,6 +100,8 @@ def test_resumed_trial_does_not_train_its_teacher_again(
     assert teacher_epochs == [1, 2]
     assert [r[STAGE_DONE] for r in first.results] == ["teacher"]
     assert "epoch" not in first.results[0]
+    nll = json.loads(first.results[0][STAGE_LOSSES])["train/teacher_nll"]
+    assert len(nll) == 2 and all(math.isfinite(v) for v in nll)
 
     resumed = fake_tune(restore_from=first.last)
     run_trial(config, context)

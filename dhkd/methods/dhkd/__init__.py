@@ -8,7 +8,7 @@ from dhkd.methods.info import MethodInfo, Stage
 
 def _stages(cfg: DHKDConfig) -> tuple[Stage, ...]:
     teacher_epochs = 0 if cfg.teacher.untrained else cfg.teacher.epochs
-    return (Stage("teacher", teacher_epochs), Stage("student", cfg.optim.epochs))
+    return (Stage("teacher", teacher_epochs, "teacher_nll"), Stage("student", cfg.optim.epochs))
 
 
 METHOD = MethodInfo(
