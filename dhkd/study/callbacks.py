@@ -33,6 +33,7 @@ from dhkd.study.outcome import (
     trial_outcome,
 )
 from dhkd.study.presentation import NOTE, objective_name, trial_note
+from dhkd.study.provenance import provenance_of
 from dhkd.study.spec import StudySpec
 from dhkd.study.tracking import Tracker
 from dhkd.study.trainable import NODE_ID, STAGE_LOSSES
@@ -93,26 +94,6 @@ def snapshot_weights(spec: StudySpec, trial, out: Path) -> str | None:
     out.mkdir(parents=True, exist_ok=True)
     save_weights(from_training_state(cfg, state), out / WEIGHTS_FILE)
     return str(out)
-
-
-def provenance_of(folder: str | None, state: str, keep: str) -> dict[str, Any]:
-    """end_trial arguments from a finished trial's artifacts: fingerprint tags, dataset inputs,
-    and the weights left out unless keep_weights keeps them for this state."""
-    from dhkd.fingerprint import dataset_inputs, fingerprint_tags
-    from dhkd.weights import WEIGHTS_FILE
-
-    out: dict[str, Any] = {"tags": {}, "inputs": [], "exclude": []}
-    if folder is None:
-        return out
-    kept = keep == "all" or (keep == "complete" and state == COMPLETE)
-    if not kept:
-        out["exclude"] = [WEIGHTS_FILE]
-    fp_file = Path(folder) / "fingerprint.json"
-    if fp_file.is_file():
-        fp = json.loads(fp_file.read_text())
-        out["tags"] = fingerprint_tags(fp)
-        out["inputs"] = dataset_inputs(fp)
-    return out
 
 
 def stop_reason(paths: StudyPaths, trial) -> str:

@@ -18,11 +18,31 @@ from typing import Any
 import yaml
 
 from dhkd.errors import DataError, DhkdError
+from dhkd.fingerprint import dataset_inputs, fingerprint_tags
+from dhkd.study.outcome import COMPLETE
 from dhkd.weights import WEIGHTS_FILE
 
 CONFIG_FILE = "config.yaml"
 FINGERPRINT_FILE = "fingerprint.json"  # dhkd.train.FINGERPRINT_FILE
 TOLERANCE = 1e-6
+
+
+def provenance_of(folder: str | None, state: str, keep: str) -> dict[str, Any]:
+    """Tracking arguments from a finished run's output folder (a trial's or the reference's):
+    fingerprint tags, dataset inputs, and the weights left out unless keep_weights keeps them
+    for this state."""
+    out: dict[str, Any] = {"tags": {}, "inputs": [], "exclude": []}
+    if folder is None:
+        return out
+    kept = keep == "all" or (keep == "complete" and state == COMPLETE)
+    if not kept:
+        out["exclude"] = [WEIGHTS_FILE]
+    fp_file = Path(folder) / FINGERPRINT_FILE
+    if fp_file.is_file():
+        fp = json.loads(fp_file.read_text())
+        out["tags"] = fingerprint_tags(fp)
+        out["inputs"] = dataset_inputs(fp)
+    return out
 
 
 @dataclass

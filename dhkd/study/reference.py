@@ -19,7 +19,8 @@ from typing import Any
 from dhkd.config import load_config
 from dhkd.sections import TrainConfig
 from dhkd.study.layout import StudyPaths
-from dhkd.study.outcome import OBJECTIVE, tracked_metrics
+from dhkd.study.outcome import COMPLETE, OBJECTIVE, tracked_metrics
+from dhkd.study.provenance import provenance_of
 from dhkd.study.spec import StudySpec
 
 SHARED_SECTIONS = ("data", "backbone", "score")  # settings a reference shares with the trials
@@ -76,5 +77,5 @@ def measure_reference(
         "params": cfg.to_flat_dict(),
         "metrics": tracked_metrics(numbers, spec.objective.metric),
         "artifacts": str(out),
-        "exclude": [] if spec.weights_kept != "none" else ["checkpoint.pt"],
+        **provenance_of(str(out), COMPLETE, spec.weights_kept),
     }

@@ -334,8 +334,11 @@ def apply_reference(tr: RunStore, op: dict[str, Any]) -> None:
         return
     _log(tr, run_id, params=op["params"])
     _log_artifacts(tr, run_id, Path(op["artifacts"]), set(op.get("exclude") or ()))
+    if op.get("inputs"):
+        _log_inputs(tr, run_id, op["inputs"])
     note = f"Reference **{op['method']}**, measured once per (category, seed) of the study."
-    _log(tr, run_id, tags={"state": COMPLETE, NOTE: note}, metrics=op["metrics"],
+    tags = {**(op.get("tags") or {}), "state": COMPLETE, NOTE: note}
+    _log(tr, run_id, tags=tags, metrics=op["metrics"],
          ts=int(time.time() * 1000))  # fmt: skip
     tr.client.set_terminated(run_id, status="FINISHED")
     tr.state["reference_logged"] = True

@@ -17,8 +17,7 @@ import pytest
 
 from dhkd.cli import main
 from dhkd.fingerprint import compare, run_fingerprint
-from dhkd.study.callbacks import provenance_of
-from dhkd.study.provenance import TOLERANCE
+from dhkd.study.provenance import TOLERANCE, provenance_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,8 +94,9 @@ def test_a_smoke_study_trial_reproduces_exactly(tmp_path, mlflow_template):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("qs")
-    runs = client.search_runs([exp.experiment_id], "tags.state = 'COMPLETE'")
-    assert runs
+    complete = client.search_runs([exp.experiment_id], "tags.state = 'COMPLETE'")
+    runs = [r for r in complete if r.data.tags.get("dhkd.role") != "reference"]
+    assert runs and len(complete) == len(runs) + 1  # the trials and the knn reference
     run = runs[0]
     assert "checkpoint.pt" in {a.path for a in client.list_artifacts(run.info.run_id)}
     assert run.data.tags["dhkd.fp.device"].startswith("cpu:")
