@@ -113,6 +113,7 @@ def test_export_onnx_agrees_with_pytorch_on_test_images(trained, synthetic_root,
 
     from dhkd.data.images import load_split
     from dhkd.data.index import index_category
+    from dhkd.export import ImageToScore
     from dhkd.inference import Predictor
 
     out = tmp_path / "model.onnx"
@@ -121,16 +122,19 @@ def test_export_onnx_agrees_with_pytorch_on_test_images(trained, synthetic_root,
                  "--out", str(out), "--check-images", str(test / "good")]) == 0  # fmt: skip
     predictor = Predictor.from_checkpoint(trained / "checkpoint.pt")
     images = load_split(index_category(synthetic_root, "widget"), "test", 64).images
-    ref_scores, ref_maps = predictor.predict_images(images)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     x = images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     got = [session.run(None, {"image": x[i : i + 1]}) for i in range(len(x))]
     scores = np.concatenate([g[0] for g in got])
     maps = np.concatenate([g[1] for g in got])
-    scale = max(1.0, float(np.abs(ref_maps).max()))
+    with torch.no_grad():
+        ref_scores, ref_maps = (t.numpy() for t in ImageToScore(predictor)(torch.from_numpy(x)))
     assert maps.shape == ref_maps.shape == (len(images), 64, 64)
-    assert np.abs(maps - ref_maps).max() <= 1e-4 * scale
-    assert np.abs(scores - ref_scores).max() <= 1e-4 * scale
+    assert np.abs(maps - ref_maps).max() <= 1e-4
+    assert np.abs(scores - ref_scores).max() <= 1e-4
+    cache_scores, cache_maps = predictor.predict_images(images)  # float16 features
+    assert np.abs(maps - cache_maps).max() <= 1e-2 * max(1.0, np.abs(cache_maps).max())
+    assert np.abs(scores - cache_scores).max() <= 1e-2 * max(1.0, np.abs(cache_scores).max())
 
 
 def test_a_model_that_cannot_be_traced_is_a_clear_error(trained, tmp_path, monkeypatch):
@@ -145,5 +149,22 @@ def test_a_model_that_cannot_be_traced_is_a_clear_error(trained, tmp_path, monke
     )
     images = np.zeros((2, 64, 64, 3), dtype=np.uint8)
     with pytest.raises(DhkdError, match="cannot be exported to ONNX"):
+        export_onnx(predictor, tmp_path / "m.onnx", images)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_graph_that_is_not_the_trained_pipeline_is_removed(trained, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime", reason="the [export] extra is not installed")
+    from dhkd.errors import DhkdError
+    from dhkd.export import export_onnx
+    from dhkd.inference import Predictor
+
+    predictor = Predictor.from_checkpoint(trained / "checkpoint.pt")
+    cached = predictor.predict_images
+    monkeypatch.setattr(
+        predictor, "predict_images", lambda images: tuple(a * 1.5 + 1 for a in cached(images))
+    )
+    images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    with pytest.raises(DhkdError, match="not the trained pipeline; the file was removed"):
         export_onnx(predictor, tmp_path / "m.onnx", images)
     assert not (tmp_path / "m.onnx").exists()

@@ -55,26 +55,32 @@ def test_predict_writes_the_scores_and_f1_of_metrics_json(bottle, tmp_path):
 
 
 def test_onnx_export_maps_agree_with_pytorch_on_test_images(bottle, tmp_path):
-    """Relative to the map scale: the graph rounds its backbone features to float16 as the
-    feature cache does, and a float32 difference of 1e-6 between onnxruntime's and PyTorch's
-    convolutions can move a feature to the neighbouring float16 value."""
+    """onnxruntime vs the same float32 graph in PyTorch within 1e-4 on every test image; vs
+    `dhkd predict` (float16 features, as the run's metrics) maps and scores stay within 1%."""
     ort = pytest.importorskip("onnxruntime", reason="the [export] extra is not installed")
+    import torch
+
     from dhkd.data.images import load_image
+    from dhkd.export import ImageToScore
     from dhkd.inference import Predictor
 
     root, run = bottle
     model = tmp_path / "bottle.onnx"
     test = root / "bottle" / "test"
-    files = sorted(test.rglob("*.png"))[::3]
+    files = sorted(test.rglob("*.png"))
     assert main(["export", "--checkpoint", str(run / "checkpoint.pt"), "--out", str(model),
-                 "--check-images", *map(str, files[:4])]) == 0  # fmt: skip
+                 "--check-images", *map(str, files[::20])]) == 0  # fmt: skip
     predictor = Predictor.from_checkpoint(run / "checkpoint.pt")
-    images = np.stack([load_image(p, predictor.image_size) for p in files])
-    ref_scores, ref_maps = predictor.predict_images(images)
+    graph = ImageToScore(predictor).eval()
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    x = images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-    got = [session.run(None, {"image": x[i : i + 8]}) for i in range(0, len(x), 8)]
-    maps, scores = np.concatenate([g[1] for g in got]), np.concatenate([g[0] for g in got])
-    scale = max(1.0, float(np.abs(ref_maps).max()))
-    assert np.abs(maps - ref_maps).max() <= 1e-4 * scale
-    assert np.abs(scores - ref_scores).max() <= 1e-4 * scale
+    for start in range(0, len(files), 8):
+        images = np.stack([load_image(p, predictor.image_size) for p in files[start : start + 8]])
+        x = images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+        scores, maps = session.run(None, {"image": x})
+        with torch.no_grad():
+            ref_scores, ref_maps = (t.numpy() for t in graph(torch.from_numpy(x)))
+        assert np.abs(maps - ref_maps).max() <= 1e-4
+        assert np.abs(scores - ref_scores).max() <= 1e-4
+        cache_scores, cache_maps = predictor.predict_images(images)
+        assert np.abs(maps - cache_maps).max() <= 1e-2 * max(1.0, np.abs(cache_maps).max())
+        assert np.abs(scores - cache_scores).max() <= 1e-2 * max(1.0, np.abs(cache_scores).max())

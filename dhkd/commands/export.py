@@ -13,10 +13,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write an ONNX inference graph (image -> score, anomaly map), checked on the spot",
         description="Export trained weights as one ONNX graph: input `image` float32 "
         "(B, 3, S, S), RGB in [0, 1] at the run's input size S; outputs `score` (B,) and "
-        "`anomaly_map` (B, S, S). The file is run with onnxruntime on check images and "
-        "compared with the PyTorch model; maps must agree within 1e-4 (times the largest "
-        "map value when it is above 1). Needs the [export] "
-        "extra (onnx, onnxscript, onnxruntime).",
+        "`anomaly_map` (B, S, S), features kept in float32 (training rounds them to float16 "
+        "as its feature cache stores them). The file is run with onnxruntime on check images "
+        "and compared with the same graph in PyTorch (maps must agree within 1e-4, times the "
+        "largest map value when it is above 1) and with `dhkd predict` (the difference is "
+        "printed). Needs the [export] extra (onnx, onnxscript, onnxruntime).",
     )
     add_weights_source(p)
     p.add_argument("--format", choices=["onnx"], default="onnx", help="onnx (the only one)")
@@ -57,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"wrote {check['path']} ({check['bytes'] / 2**20:.1f} MiB, {batch}); onnxruntime vs "
         f"PyTorch on {check['images']} images: max map diff {check['max_map_diff']:.2e}, "
-        f"max score diff {check['max_score_diff']:.2e} (maps up to {check['max_map']:.3g})"
+        f"max score diff {check['max_score_diff']:.2e} (maps up to {check['max_map']:.3g}); "
+        f"vs `dhkd predict` (float16 features): max map diff {check['cache_map_diff']:.2e}, "
+        f"max score diff {check['cache_score_diff']:.2e}"
     )
     return 0
