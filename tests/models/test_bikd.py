@@ -7,7 +7,14 @@ import torch
 from dhkd.config import apply_overrides, load_config
 from dhkd.errors import ConfigError
 from dhkd.methods.bikd.augment import simulate_anomalies
-from dhkd.methods.bikd.model import Bottleneck, ForwardStudent, ReverseDistiller
+from dhkd.methods.bikd.model import (
+    BiKDModel,
+    Bottleneck,
+    ForwardStudent,
+    ReverseDistiller,
+    cosine_distance,
+    coupling_loss,
+)
 from dhkd.methods.bikd.unit import build_bikd_model
 from dhkd.models.anomaly_map import score_maps
 from dhkd.models.backbone import build_backbone
@@ -48,7 +55,8 @@ def _trained_output(overrides: dict) -> torch.Tensor:
         loss, parts = model.loss(train, feats, augmented)
         assert torch.isfinite(loss)
         expected = {"forward"} if b.active_forward_weight > 0 else set()
-        assert set(parts) == expected | ({"backward"} if b.active_backward_weight > 0 else set())
+        expected |= {"backward"} if b.active_backward_weight > 0 else set()
+        assert set(parts) == expected | ({"coupling"} if b.coupling_weight > 0 else set())
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -68,6 +76,7 @@ SWITCHES = [
     {"bikd.forward_weight": 2.0},
     {"bikd.forward_width": 16},
     {"bikd.forward_mse_weight": 1.0},
+    {"bikd.coupling_weight": 1.0},
     {"bikd.bottleneck_ratio": 1.0},
     {"bikd.bottleneck_stride": 1},
     {"bikd.augment": False},
@@ -120,6 +129,8 @@ def test_paths_that_are_off_are_not_built(overrides, student, reverse):
         ({"bikd.forward_weight": 0, "bikd.backward_weight": 0}, "cannot both be 0"),
         ({"bikd.direction": "forward", "bikd.forward_weight": 0}, "no distillation path"),
         ({"bikd.augment_min_size": 0.5, "bikd.augment_max_size": 0.2}, "augment_min_size"),
+        ({"bikd.direction": "backward", "bikd.coupling_weight": 1}, "leaves only one"),
+        ({"bikd.forward_weight": 0, "bikd.coupling_weight": 0.5}, "coupling_weight to 0"),
         ({"bikd.augment_kind": "cutpaste"}, "bikd.augment_kind"),
         ({"bikd.bottleneck_stride": 4}, "bikd.bottleneck_stride"),
         ({"bikd.bottlneck_ratio": 1}, "unknown key 'bikd.bottlneck_ratio'"),
@@ -128,6 +139,39 @@ def test_paths_that_are_off_are_not_built(overrides, student, reverse):
 def test_config_rejects_bad_bikd_settings(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config("tiny", overrides={"method": "bikd", **overrides})
+
+
+def test_coupling_adds_the_reciprocal_term_and_trains_both_paths():
+    """L(coupling c) = L(0) + c x mean-over-positions of the two pulls; each pull moves only its
+    own path (the other side is the target), so the coupling term alone has gradients in both."""
+    shapes = [(24, 8, 8), (32, 4, 4)]
+    stats = [(torch.zeros(c), torch.ones(c)) for c, _, _ in shapes]
+    images = _images(2, 3)
+    g = torch.Generator().manual_seed(1)
+    feats = [torch.randn(2, *shape, generator=g) for shape in shapes]
+
+    def model(coupling: float):
+        torch.manual_seed(0)
+        return build_bikd_model(
+            load_config("tiny", overrides={"method": "bikd", "bikd.coupling_weight": coupling}),
+            shapes, stats,
+        ).eval()  # fmt: skip
+
+    plain, coupled = model(0.0), model(2.0)
+    base, base_parts = plain.loss(images, feats)
+    total, parts = coupled.loss(images, feats)
+    s = coupled.student(images)
+    d = coupled.reverse(coupled.norm(feats))
+    expected = sum(cosine_distance(a, b).mean().item() for a, b in zip(s, d, strict=True))
+    assert "coupling" not in base_parts
+    assert parts["coupling"] == pytest.approx(expected, rel=1e-5)
+    assert total.item() == pytest.approx(base.item() + 2.0 * expected, rel=1e-5)
+    coupled.zero_grad()
+    coupling_loss(s, d).backward()
+    for path in (coupled.student, coupled.reverse):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in path.parameters())
+    with pytest.raises(ValueError, match="needs both"):
+        BiKDModel([(24, 8, 8)], stats[:1], levels=(2,), backward_weight=0, coupling_weight=1)
 
 
 def test_module_shapes_and_bottleneck_width():

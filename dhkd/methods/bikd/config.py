@@ -21,6 +21,13 @@ class BikdConfig(Section):
     forward_mse_weight: float = Field(0.0, ge=0, le=100, description="MSE added to 1 - cosine")
     bottleneck_ratio: float = Field(0.5, gt=0, le=4, description="embedding width / sum(C_l)")
     bottleneck_stride: Literal[1, 2] = Field(2, description="embedding at coarsest level / this")
+    coupling_weight: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="reciprocal exchange: each path also distils from the other's output "
+        "(detached), 1 - cosine; 0 = the two paths are trained independently",
+    )
     augment: bool = Field(True, description="anomaly-simulating augmentation at image level")
     augment_prob: float = Field(0.25, ge=0, le=1, description="probability a sample is augmented")
     augment_kind: Literal["noise", "texture", "both"] = "both"
@@ -45,6 +52,16 @@ class BikdConfig(Section):
             raise ValueError(
                 "no distillation path left: bikd.forward_weight and bikd.backward_weight cannot "
                 f"both be 0, and direction {self.direction!r} needs its path's weight above 0"
+            )
+        if self.coupling_weight > 0 and 0 in (
+            self.active_forward_weight,
+            self.active_backward_weight,
+        ):
+            raise ValueError(
+                f"bikd.coupling_weight {self.coupling_weight} couples the forward and backward "
+                f"paths, but direction {self.direction!r} with forward_weight "
+                f"{self.forward_weight} and backward_weight {self.backward_weight} leaves only "
+                "one: set bikd.coupling_weight to 0 or use both paths"
             )
         if self.augment_min_size > self.augment_max_size:
             raise ValueError(

@@ -17,6 +17,10 @@ unit.build_bikd_model turns it into this module's keyword arguments):
   `bikd.bottleneck_stride`, and `Decoder` reconstructs every level from it. With augmentation
   the bottleneck sees the teacher's features of the augmented image and the decoder must
   reproduce those of the clean one (1 - cosine per position).
+- Coupling (`bikd.coupling_weight`, 0 = off): the two paths also learn from each other, a
+  reciprocal exchange on normal images: the forward student's output is pulled towards the
+  reverse distiller's reconstruction and vice versa (1 - cosine per position, each side's
+  target detached), so each path is regularised by what the other learned.
 - Anomaly map: per level, forward_weight x (1 - cos(S, T)) + backward_weight x (1 - cos(D, T)),
   upsampled, fused, smoothed and pooled by the shared models/anomaly_map.py.
 A path that is off (weight 0 or excluded by `bikd.direction`) is not built (no parameters).
@@ -53,6 +57,17 @@ def _resize_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
 def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(B, C, h, w) pair -> (B, h, w): 1 - cosine similarity over channels."""
     return 1 - F.cosine_similarity(a.float(), b.float(), dim=1, eps=1e-6)
+
+
+def coupling_loss(student: list[torch.Tensor], reconstructed: list[torch.Tensor]) -> torch.Tensor:
+    """Reciprocal distillation between the two paths: per level, the mean over positions of
+    (1 - cos(S, D.detach())) + (1 - cos(D, S.detach())), halved, summed over levels."""
+    total = student[0].new_zeros((), dtype=torch.float32)
+    for s, d in zip(student, reconstructed, strict=True):
+        pull_s = cosine_distance(s, d.detach()).mean()
+        pull_d = cosine_distance(d, s.detach()).mean()
+        total = total + 0.5 * (pull_s + pull_d)
+    return total
 
 
 class ForwardStudent(nn.Module):
@@ -214,13 +229,18 @@ class BiKDModel(nn.Module):
         backward_weight: float = 1.0,
         forward_width: int = 32,
         forward_mse_weight: float = 0.0,
+        coupling_weight: float = 0.0,
         bottleneck_ratio: float = 0.5,
         bottleneck_stride: int = 2,
     ) -> None:
-        """forward_weight / backward_weight: the weights in use (0 = the path is not built)."""
+        """forward_weight / backward_weight: the weights in use (0 = the path is not built);
+        coupling_weight > 0 needs both paths."""
         super().__init__()
+        if coupling_weight > 0 and (forward_weight <= 0 or backward_weight <= 0):
+            raise ValueError("coupling_weight > 0 needs both the forward and the backward path")
         self.forward_weight, self.backward_weight = forward_weight, backward_weight
         self.forward_mse_weight = forward_mse_weight
+        self.coupling_weight = coupling_weight
         self.norm = FeatureNorm(feature_norm, stats)
         self.student = (
             ForwardStudent(shapes, tuple(sorted(levels)), forward_width)
@@ -239,31 +259,39 @@ class BiKDModel(nn.Module):
         clean_raw: list[torch.Tensor],
         augmented_raw: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Training loss: forward_weight * L_fwd + backward_weight * L_bwd; (total, parts).
+        """Training loss: forward_weight * L_fwd + backward_weight * L_bwd + coupling_weight *
+        L_couple; (total, parts).
 
         images: clean (B, 3, S, S); clean_raw: teacher features of `images` (the targets of both
         paths); augmented_raw: teacher features of the augmented images that the backward path
-        sees instead (None = no augmentation).
+        sees instead (None = no augmentation). L_couple averages, over levels, (1 - cos(S, D'))
+        and (1 - cos(D, S')), S the forward student's output, D the reconstruction, ' detached.
         """
         targets = [t.float() for t in self.norm(clean_raw)]
         total = targets[0].new_zeros(())
         parts: dict[str, float] = {}
-        if self.student is not None:
+        student = self.student(images) if self.student is not None else None
+        if student is not None:
             fwd = targets[0].new_zeros(())
-            for s, t in zip(self.student(images), targets, strict=True):
+            for s, t in zip(student, targets, strict=True):
                 fwd = fwd + cosine_distance(s, t).mean()
                 if self.forward_mse_weight > 0:
                     fwd = fwd + self.forward_mse_weight * F.mse_loss(s.float(), t)
             total = total + self.forward_weight * fwd
             parts["forward"] = float(fwd.detach())
+        reconstructed = None
         if self.reverse is not None:
             seen = targets if augmented_raw is None else self.norm(augmented_raw)
+            reconstructed = self.reverse(seen)
             bwd = sum(
-                cosine_distance(r, t).mean()
-                for r, t in zip(self.reverse(seen), targets, strict=True)
+                cosine_distance(r, t).mean() for r, t in zip(reconstructed, targets, strict=True)
             )
             total = total + self.backward_weight * bwd
             parts["backward"] = float(bwd.detach())
+        if self.coupling_weight > 0 and student is not None and reconstructed is not None:
+            couple = coupling_loss(student, reconstructed)
+            total = total + self.coupling_weight * couple
+            parts["coupling"] = float(couple.detach())
         return total, parts
 
     def level_maps(self, images: torch.Tensor, raw: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -41,6 +41,7 @@ def build_bikd_model(cfg, shapes, stats) -> BiKDModel:
         backward_weight=b.active_backward_weight,
         forward_width=b.forward_width,
         forward_mse_weight=b.forward_mse_weight,
+        coupling_weight=b.coupling_weight,
         bottleneck_ratio=b.bottleneck_ratio,
         bottleneck_stride=b.bottleneck_stride,
     )
