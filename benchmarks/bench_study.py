@@ -40,20 +40,26 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def trial_overheads(records: list[dict], slots: int) -> list[float]:
-    """Seconds each trial spent outside its own compute: from the driver's start of the trial
-    to its end, less the compute its attempts measured, plus the wait since its slot freed
-    (trials of the first wave wait for nothing: that is start-up)."""
+def trial_overheads(records: list[dict], slots: int) -> list[tuple[float, bool]]:
+    """(seconds, first wave) per trial in start order: the time it spent outside its own
+    compute, from the driver's start of the trial to its end, less the compute its attempts
+    measured, plus the wait since its slot freed. Trials of the first wave wait for nothing
+    (that is start-up) but each starts a new Ray actor; later ones reuse a freed one."""
     free: list[float] = []
     out = []
     for rec in sorted(records, key=lambda r: r["started"]):
         gap = 0.0
-        if len(free) >= slots:
+        first_wave = len(free) < slots
+        if not first_wave:
             free.sort()
             gap = max(0.0, rec["started"] - free.pop(0))
         free.append(rec["ended"])
-        out.append(rec["ended"] - rec["started"] - rec["compute_s"] + gap)
+        out.append((rec["ended"] - rec["started"] - rec["compute_s"] + gap, first_wave))
     return out
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 2) if values else None
 
 
 def bench_study(spec, cache: str, slots: int) -> dict:
@@ -73,7 +79,8 @@ def bench_study(spec, cache: str, slots: int) -> dict:
     compute = sum(t["compute_s"] for t in trials)
     first = min(t["started"] for t in trials)
     loop = max(t["ended"] for t in trials) - first
-    overheads = trial_overheads(trials, slots)
+    waves = trial_overheads(trials, slots)
+    overheads = [o for o, _ in waves]
     startup = {k: v for k, v in summary.startup.items() if not k.endswith("_at")}
     startup["first_trial"] = round(first - summary.startup["tune_start_at"], 3)
     return {
@@ -86,7 +93,9 @@ def bench_study(spec, cache: str, slots: int) -> dict:
         "loop_s": round(loop, 2),
         "trial_compute_s": round(compute, 2),
         "per_trial_overhead_s": [round(o, 2) for o in overheads],
-        "per_trial_overhead_median_s": round(statistics.median(overheads), 2),
+        "per_trial_overhead_median_s": _median(overheads),
+        "per_trial_overhead_first_wave_median_s": _median([o for o, first in waves if first]),
+        "per_trial_overhead_later_median_s": _median([o for o, first in waves if not first]),
         "trials_per_hour": round(len(trials) / wall * 3600, 1),
         "trials_per_hour_loop": round(len(trials) / loop * 3600, 1),
         "outside_compute_fraction": round(1 - compute / (wall * slots), 3),
@@ -163,7 +172,9 @@ def main() -> None:
           f"({study['trials_per_hour_loop']} trials/h after start-up)")  # fmt: skip
     print(f"start-up: {study['startup_breakdown_s']}")
     print(f"per-trial overhead outside compute: median {study['per_trial_overhead_median_s']} s "
-          f"({study['per_trial_overhead_s']})")  # fmt: skip
+          f"({study['per_trial_overhead_s']}); first wave (new actors) "
+          f"{study['per_trial_overhead_first_wave_median_s']} s, later trials (freed slots) "
+          f"{study['per_trial_overhead_later_median_s']} s")  # fmt: skip
     print(f"outside trial compute: {study['outside_compute_fraction']:.1%} of slot time "
           f"({study['outside_compute_fraction_loop']:.1%} after start-up)")  # fmt: skip
     if "study_without_cache" in result:

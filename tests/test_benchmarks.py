@@ -55,7 +55,24 @@ def test_bench_study_smallest(tmp_path):
     study = json.loads(out.read_text())["study"]
     assert study["trials"] == 2 and study["startup_s"] > 0
     assert len(study["per_trial_overhead_s"]) == 2
+    assert study["per_trial_overhead_later_median_s"] is None  # both start the first wave
     assert {"tracking_check", "data", "ray_init", "first_trial"} <= set(
         study["startup_breakdown_s"]
     )
     assert "per-trial overhead" in done.stdout
+
+
+def test_trial_overheads_split_the_first_wave_from_reused_slots():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_study", ROOT / "benchmarks/bench_study.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    records = [  # two slots: #0 and #1 start the first wave, #2 takes #0's slot 0.5 s after
+        {"started": 0.0, "ended": 10.0, "compute_s": 8.5},
+        {"started": 0.2, "ended": 12.0, "compute_s": 11.0},
+        {"started": 10.5, "ended": 15.0, "compute_s": 4.0},
+    ]
+    got = bench.trial_overheads(records, slots=2)
+    assert [first for _, first in got] == [True, True, False]
+    assert [round(o, 6) for o, _ in got] == [1.5, 0.8, 1.0]
