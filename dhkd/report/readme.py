@@ -87,14 +87,19 @@ def summary_lines(data: StudyData, cols: list[Column], meta: dict[str, Any]) -> 
         "`dhkd predict --run RUN_ID`, `dhkd reproduce RUN_ID`)"
     )
     lines.append("- Columns: " + "; ".join(f"{c.label}: " + _column_source(c) for c in cols))
-    lines.append(f"- Compute, every trial of the study: {_hours(compute_hours(data.trials))}")
+    compute = f"- Compute, every trial of the study: {_hours(compute_hours(data.trials))}"
+    if data.reference is not None:
+        compute += f"; the reference: {_hours(compute_hours([data.reference]))}"
+    lines.append(compute)
     return lines
 
 
 def _column_source(col: Column) -> str:
     compute = f"compute {_hours(col.compute)}"
     if col.key == REFERENCE and col.trial is not None:
-        return f"reference run (`{col.trial.run_id}`), measured once per (category, seed)"
+        return (
+            f"reference run (`{col.trial.run_id}`), measured once per (category, seed), " + compute
+        )
     done = f"{col.n_complete}/{col.n_trials} complete"
     if col.trial is None:
         return f"no COMPLETE trial, {done}, {compute}"

@@ -102,7 +102,10 @@ def columns(data: StudyData) -> list[Column]:
     out = _variant_columns(data)
     if data.reference is not None:
         method = data.reference.params.get("method", "reference")
-        out.append(Column(REFERENCE, f"{method} (reference)", {}, data.reference, 1, 1))
+        out.append(
+            Column(REFERENCE, f"{method} (reference)", {}, data.reference, 1, 1,
+                   compute_hours([data.reference]))
+        )  # fmt: skip
     return out
 
 

@@ -6,25 +6,28 @@ search, no scheduler) on the study's units, with the study's data, backbone and 
 (the `fixed` keys of those shared sections) and its selection protocol, so its validation and
 test numbers are comparable with every trial's. Its outputs stay in <study>/reference/ (a resumed
 study does not measure it again) and are logged to MLflow as one run nested under the study run
-(tag dhkd.role=reference); `dhkd report` shows it as its own column of every table and figure
-and tests each variant against it.
+(tag dhkd.role=reference) with its compute (cost/* metrics, as a trial's); `dhkd report` shows
+it as its own column of every table and figure and tests each variant against it.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from dhkd.config import load_config
 from dhkd.sections import TrainConfig
 from dhkd.study.layout import StudyPaths
+from dhkd.study.live import on_gpu
 from dhkd.study.outcome import COMPLETE, OBJECTIVE, tracked_metrics
 from dhkd.study.provenance import provenance_of
 from dhkd.study.spec import StudySpec
 
 SHARED_SECTIONS = ("data", "backbone", "score")  # settings a reference shares with the trials
 REFERENCE_DIR = "reference"
+COST_FILE = "cost.json"  # {wall_s, cpu_s, gpu_s, device} of the measurement
 ROLE = "reference"
 
 
@@ -52,7 +55,7 @@ def measure_reference(
     operation that logs it (None without a reference)."""
     if spec.reference is None:
         return None
-    from dhkd.study.trainable import node_feature_cache, objective_value
+    from dhkd.study.trainable import device_name, node_feature_cache, objective_value
     from dhkd.train import fit_units
 
     cfg = reference_config(spec)
@@ -62,16 +65,24 @@ def measure_reference(
         if not quiet:
             print(f"[dhkd] measuring the reference {spec.reference} on {len(spec.units)} units")
         tmp = out.with_name(f".{REFERENCE_DIR}-partial")
+        device = device_name(cfg.optim.device)
+        start, cpu_start = time.perf_counter(), time.process_time()
         fit_units(cfg, data_root, spec.units, out_dir=tmp, progress=False,
                   feature_cache=node_feature_cache(cache_dir))  # fmt: skip
+        wall = time.perf_counter() - start
+        cost = {"wall_s": wall, "cpu_s": time.process_time() - cpu_start,
+                "gpu_s": wall if on_gpu(device) else 0.0, "device": device}  # fmt: skip
+        (tmp / COST_FILE).write_text(json.dumps(cost, indent=2))
         tmp.replace(out)
     flat = json.loads(done.read_text())
     numbers = {k: v for k, v in flat.items() if isinstance(v, int | float)}
+    cost_file = out / COST_FILE
+    cost = json.loads(cost_file.read_text()) if cost_file.is_file() else {}
     categories = spec.data.category_names
     objective = objective_value(numbers, spec.objective.metric, categories)
     if objective is not None:
         numbers[OBJECTIVE] = objective
-    return {
+    op = {
         "op": "reference",
         "method": spec.reference,
         "params": cfg.to_flat_dict(),
@@ -79,3 +90,7 @@ def measure_reference(
         "artifacts": str(out),
         **provenance_of(str(out), COMPLETE, spec.weights_kept),
     }
+    if cost:  # compute of the measurement: cost/* metrics and the device tag, as a trial's
+        op["metrics"].update({f"cost/{k}": float(cost[k]) for k in ("wall_s", "cpu_s", "gpu_s")})
+        op["tags"] = {**op.get("tags", {}), "device": str(cost["device"])}
+    return op

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -108,6 +109,8 @@ def test_report_of_the_smoke_study_traces_every_number(smoke_study, tmp_path):
     readme = (out / "README.md").read_text()
     assert "knn (reference)" in readme and "selected on held-out train/good images" in readme
     assert "vs knn (reference)" in readme  # each variant tested against the reference
+    compute = re.search(r"the reference: 0 GPU-h, ([0-9.e-]+) CPU-h, ([0-9.e-]+) trial-h", readme)
+    assert compute and float(compute[1]) > 0 and float(compute[2]) > 0  # its compute counts
     for figure in ("param_student.variant", "qualitative", "parallel", "history"):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 10_000
     assert "Optuna study from optuna.db" in (out / "README.md").read_text()

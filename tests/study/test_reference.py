@@ -1,5 +1,6 @@
 """The spec's reference: measured once per (category, seed) under the study's protocol and
-settings, logged to MLflow once as its own run nested under the study run."""
+settings, logged to MLflow once as its own run nested under the study run, with its compute,
+fingerprint and dataset inputs as a trial's."""
 
 from __future__ import annotations
 
@@ -70,3 +71,7 @@ def test_measured_once_and_logged_once_as_its_own_run(synthetic_root, tmp_path, 
         assert 0.0 <= run.data.metrics[key] <= 1.0
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"metrics.json", "maps_stripes_s1.png"} <= names
+    assert run.data.metrics["cost/wall_s"] > 0 and run.data.metrics["cost/cpu_s"] > 0
+    assert run.data.metrics["cost/gpu_s"] == 0.0 and run.data.tags["device"].startswith("cpu:")
+    assert run.data.tags["dhkd.fp.device"].startswith("cpu:")  # fingerprint, as a trial's
+    assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"stripes", "widget"}
