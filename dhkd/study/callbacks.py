@@ -19,7 +19,7 @@ from ray.tune import Callback
 
 from dhkd.study.budget import budget_state
 from dhkd.study.layout import StudyPaths, read_json
-from dhkd.study.live import read_live, trial_cost
+from dhkd.study.live import cost_metrics, read_live, trial_cost
 from dhkd.study.outcome import (
     COMPLETE,
     EPOCH,
@@ -170,9 +170,7 @@ class TrackingCallback(Callback):
         """Metrics cost/{wall,cpu,gpu}_s over every attempt, and the `device` tag (live.json,
         which LiveCallback, called before this one, has just updated)."""
         rec = read_live(self.paths)["trials"].get(str(trial.config[TRIAL_NUMBER]), {})
-        cost = trial_cost(rec, self.spec.resources.gpu)
-        metrics = {f"cost/{k}": cost[k] for k in ("wall_s", "cpu_s", "gpu_s")}
-        return metrics, {"device": cost["device"]}
+        return cost_metrics(trial_cost(rec, self.spec.resources.gpu))
 
     def _extended(self, trial) -> None:
         """A top-up ended: the trial's run gets the metrics over all its units (at its final

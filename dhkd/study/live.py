@@ -64,6 +64,12 @@ def trial_cost(rec: dict[str, Any], gpu_share: float) -> dict[str, Any]:
     return {"wall_s": wall, "cpu_s": cpu, "gpu_s": gpu, "device": device}
 
 
+def cost_metrics(cost: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    """A run's compute as MLflow logs it: metrics cost/{wall,cpu,gpu}_s and the `device` tag."""
+    metrics = {f"cost/{k}": float(cost[k]) for k in ("wall_s", "cpu_s", "gpu_s")}
+    return metrics, {"device": str(cost["device"])}
+
+
 def study_cost(live: dict[str, Any], gpu_share: float) -> dict[str, Any]:
     """Sums over every trial: wall, CPU and GPU seconds, and the devices trials ran on."""
     costs = [trial_cost(rec, gpu_share) for rec in live.get("trials", {}).values()]

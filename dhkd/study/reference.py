@@ -20,7 +20,7 @@ from typing import Any
 from dhkd.config import load_config
 from dhkd.sections import TrainConfig
 from dhkd.study.layout import StudyPaths
-from dhkd.study.live import on_gpu
+from dhkd.study.live import cost_metrics, on_gpu
 from dhkd.study.outcome import COMPLETE, OBJECTIVE, tracked_metrics
 from dhkd.study.provenance import provenance_of
 from dhkd.study.spec import StudySpec
@@ -91,6 +91,7 @@ def measure_reference(
         **provenance_of(str(out), COMPLETE, spec.weights_kept),
     }
     if cost:  # compute of the measurement: cost/* metrics and the device tag, as a trial's
-        op["metrics"].update({f"cost/{k}": float(cost[k]) for k in ("wall_s", "cpu_s", "gpu_s")})
-        op["tags"] = {**op.get("tags", {}), "device": str(cost["device"])}
+        metrics, tags = cost_metrics(cost)
+        op["metrics"].update(metrics)
+        op["tags"] = {**op.get("tags", {}), **tags}
     return op
