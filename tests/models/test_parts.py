@@ -55,6 +55,19 @@ def test_patch_masks_cover_the_same_relative_place_on_every_level():
     assert not torch.allclose(centres[1][0], centres[1][1], atol=1 / 8)  # samples differ
 
 
+def test_replace_mode_erases_the_patch_and_keeps_the_rest():
+    f = 5.0 + torch.randn(64, 8, 32, 32, generator=torch.Generator().manual_seed(2))
+    (added,) = _noise([f], seed=3, mask="patches", sigma=1.0)
+    (replaced,) = _noise([f], seed=3, mask="patches", sigma=1.0, mode="replace")
+    inside = (added != f).any(dim=1, keepdim=True).expand_as(f)
+    assert 0 < float(inside.float().mean()) < 0.15
+    assert torch.equal(replaced[~inside], f[~inside])
+    rms = float(f.pow(2).mean().sqrt())
+    # inside the patch nothing of f (mean 5) is left: the same eps as "add" drew, alone
+    assert torch.allclose(replaced[inside], (added - f)[inside], atol=1e-5)
+    assert abs(float(replaced[inside].mean())) < 0.05 * rms
+
+
 def test_noise_probability_is_the_fraction_of_noised_samples():
     f = torch.ones(2000, 1, 2, 2)
     (noisy,) = _noise([f], prob=0.3)

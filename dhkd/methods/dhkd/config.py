@@ -37,6 +37,9 @@ class TeacherConfig(Section):
 class NoiseConfig(Section):
     sigma: float = Field(0.2, ge=0, le=2, description="std of feature noise (unit-RMS features)")
     mask: Literal["full", "patches"] = "full"
+    mode: Literal["add", "replace"] = Field(
+        "add", description="add: f + m * eps; replace: masked features become eps (inpainting)"
+    )
     patch_size: float = Field(0.125, gt=0, le=1, description="patch side, fraction of the map")
     patch_count: int = Field(4, ge=1, le=64)
     prob: float = Field(1.0, ge=0, le=1, description="probability a sample is noised")

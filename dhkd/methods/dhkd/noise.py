@@ -2,7 +2,10 @@
 
 f_noisy = f + m * eps, eps ~ N(0, (sigma * rms(f))^2); m is all-ones ("full") or a set of random
 square patches at the same relative location on every level ("patches"); each sample is noised
-with probability `prob`. The student must still predict the teacher's output for the clean f.
+with probability `prob`. With mode "replace" the masked features are replaced rather than
+perturbed, f_noisy = (1 - m) * f + m * eps, so that the student must infer the teacher's output
+there from the context around the patch. The student must still predict the teacher's output for
+the clean f.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def add_feature_noise(
     *,
     sigma: float,
     mask: str,
+    mode: str = "add",
     prob: float,
     patch_size: float,
     patch_count: int,
@@ -52,5 +56,8 @@ def add_feature_noise(
         m = chosen.view(-1, 1, 1, 1)
         if boxes is not None:
             m = m * _boxes_to_mask(boxes, f.shape[-2], f.shape[-1])
-        noisy.append(f + m * eps * (sigma * rms))
+        if mode == "replace":
+            noisy.append(f * (1 - m) + m * eps * (sigma * rms))
+        else:
+            noisy.append(f + m * eps * (sigma * rms))
     return noisy
