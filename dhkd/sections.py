@@ -55,6 +55,13 @@ class ScoreConfig(Section):
 class OptimConfig(Section):
     epochs: int = Field(20, ge=1, le=10000, description="epochs of the last (evaluated) stage")
     batch_size: int = Field(16, ge=1, le=1024)
+    min_epoch_samples: int = Field(
+        0,
+        ge=0,
+        le=100000,
+        description="an epoch of the last stage draws at least this many train samples: a "
+        "smaller train set is passed over several times (each pass reshuffled); 0 = one pass",
+    )
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     eval_every: int = Field(

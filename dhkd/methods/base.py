@@ -37,9 +37,17 @@ from dhkd.models.norm import FeatureNorm
 from dhkd.sections import TrainConfig
 
 
-def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """A shuffled epoch of index batches; a trailing batch of one sample joins the previous one."""
-    order = torch.randperm(n, generator=generator)
+def batches(
+    n: int, batch_size: int, generator: torch.Generator, min_samples: int = 0
+) -> list[torch.Tensor]:
+    """A shuffled epoch of index batches; a trailing batch of one sample joins the previous one.
+
+    An epoch is at least `min_samples` samples (optim.min_epoch_samples): a smaller train set is
+    passed over ceil(min_samples / n) times, each pass shuffled anew, so that an epoch is a
+    similar number of optimisation steps on a category of 30 images and on one of 200.
+    """
+    passes = max(1, -(-min_samples // n))
+    order = torch.cat([torch.randperm(n, generator=generator) for _ in range(passes)])
     out = list(order.split(batch_size))
     if len(out) > 1 and len(out[-1]) == 1:
         out[-2] = torch.cat([out[-2], out.pop()])
@@ -143,6 +151,13 @@ class MethodUnit(ABC):
             raise TrainingError(
                 f"checkpoint is for {state['category']}/seed{state['seed']}, not {self.name}"
             )
+
+    def epoch_batches(self, last_stage: bool = True) -> list[torch.Tensor]:
+        """One epoch of shuffled index batches of the train split (optim.batch_size); an epoch
+        of the last stage, the one optim.* schedules, is at least optim.min_epoch_samples."""
+        optim = self.cfg.optim
+        least = optim.min_epoch_samples if last_stage else 0
+        return batches(len(self.train.labels), optim.batch_size, self.generator, least)
 
     def _features(self, split: CachedSplit, idx: torch.Tensor) -> list[torch.Tensor]:
         """Cached float16 features of rows idx -> float32 on the unit's device."""

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from dhkd.features import CachedSplit, frozen_backbone
-from dhkd.methods.base import MethodUnit, batches, check_finite
+from dhkd.methods.base import MethodUnit, check_finite
 from dhkd.methods.bikd.augment import simulate_anomalies
 from dhkd.methods.bikd.model import BiKDModel
 from dhkd.sections import TrainConfig
@@ -106,7 +106,7 @@ class BiKDUnit(MethodUnit):
     def run_epoch(self, stage: str, epoch: int) -> float:
         self.model.train()
         losses, parts = [], {}
-        for idx in batches(len(self.train.labels), self.cfg.optim.batch_size, self.generator):
+        for idx in self.epoch_batches():
             images = self._images(self.train_images, idx)
             clean = self._features(self.train, idx)
             augmented = self._augmented_features(images, clean) if self.augments else None

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from dhkd.features import CachedSplit
-from dhkd.methods.base import MethodUnit, batches, check_finite
+from dhkd.methods.base import MethodUnit, check_finite
 from dhkd.methods.dhkd.model import DHKDModel
 from dhkd.sections import TrainConfig
 
@@ -70,7 +70,7 @@ class DHKDUnit(MethodUnit):
     def _teacher_epoch(self, epoch: int) -> float:
         self.model.teacher.train()
         losses = []
-        for idx in batches(len(self.train.labels), self.cfg.optim.batch_size, self.generator):
+        for idx in self.epoch_batches(last_stage=False):
             loss = self.model.teacher_loss(self._features(self.train, idx))
             where = f"teacher training of {self.name}, epoch {epoch}"
             losses.append(check_finite(loss, where, ADVICE))
@@ -88,7 +88,7 @@ class DHKDUnit(MethodUnit):
     def _student_epoch(self, epoch: int) -> float:
         self.model.student.train()
         losses = []
-        for idx in batches(len(self.train.labels), self.cfg.optim.batch_size, self.generator):
+        for idx in self.epoch_batches():
             with self._autocast():
                 loss = self.model.student_loss(
                     self._features(self.train, idx),
