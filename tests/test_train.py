@@ -6,13 +6,16 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
 from dhkd.cli import main
 from dhkd.config import load_config
 from dhkd.errors import DataError, TrainingError
-from dhkd.features import FeatureCache
+from dhkd.features import CachedSplit, FeatureCache
+from dhkd.methods.base import batches
+from dhkd.methods.registry import make_unit
 from dhkd.train import fit, fit_units
 
 METRIC_KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro")
@@ -55,6 +58,47 @@ def test_fit_units_reports_each_epoch_and_means(synthetic_root, cache, tmp_path)
     assert (out / "maps_widget_s1.png").stat().st_size > 1000
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["config"]["optim"]["epochs"] == 3 and len(ckpt["units"]) == 3
+
+
+def test_min_epoch_samples_passes_a_small_train_set_several_times():
+    gen = torch.Generator().manual_seed(0)
+    plain = torch.cat(batches(25, 16, gen))
+    assert sorted(plain.tolist()) == list(range(25))
+    epoch = batches(25, 16, gen, min_samples=160)
+    order = torch.cat(epoch)
+    assert len(order) == 175 and len(epoch) == 11  # ceil(160 / 25) = 7 passes, 16 per batch
+    passes = order.view(7, 25)
+    assert all(sorted(p.tolist()) == list(range(25)) for p in passes)
+    assert not all(torch.equal(passes[0], p) for p in passes[1:])  # each pass shuffled anew
+    assert len(torch.cat(batches(200, 16, gen, min_samples=160))) == 200  # one pass suffices
+
+
+@pytest.mark.parametrize("method", ["dhkd", "bikd"])
+def test_min_epoch_samples_lengthens_the_last_stage_only(method):
+    n, size = 20, 64
+    split = CachedSplit(
+        features=[torch.randn(n, 8, 8, 8).half(), torch.randn(n, 16, 4, 4).half()],
+        images=np.zeros((n, size, size, 3), dtype=np.uint8),
+        labels=np.zeros(n, dtype=np.int64),
+        masks=np.zeros((n, size, size), dtype=np.uint8),
+        paths=tuple(f"{i}.png" for i in range(n)),
+    )
+    cfg = load_config(
+        "tiny",
+        overrides={"method": method, "optim.batch_size": 10, "optim.min_epoch_samples": 50},
+    )
+    unit = make_unit(cfg, "widget", 0, split, torch.device("cpu"))
+    assert len(unit.epoch_batches()) == 6  # three passes of 20 images, 10 per batch
+    assert len(unit.epoch_batches(last_stage=False)) == 2  # dhkd's teacher: one pass
+
+
+def test_quick_preset_dhkd_erases_patches_and_passes_small_sets_several_times():
+    cfg = load_config("quick")
+    assert (cfg.noise.mask, cfg.noise.mode, cfg.noise.sigma) == ("patches", "replace", 1.0)
+    assert cfg.optim.min_epoch_samples == 64
+    paper = load_config("paper")  # METHOD.md's noise: added to the whole map
+    assert (paper.noise.mask, paper.noise.mode, paper.optim.min_epoch_samples) == ("full", "add", 0)
+    assert load_config("quick", overrides={"method": "bikd"}).optim.min_epoch_samples == 0
 
 
 def test_resume_from_state_continues_and_matches_uninterrupted_run(synthetic_root, cache, tmp_path):

@@ -18,7 +18,13 @@ METHOD = MethodInfo(
     unit="dhkd.methods.dhkd.unit:DHKDUnit",
     stages=_stages,
     presets={
-        "quick": {"teacher": {"depth": 8, "epochs": 10}},
+        # studies/real_noise*.yaml: erased patches teach the student to flag defects; a small
+        # train set (cookie's 25 images) is passed over several times per student epoch.
+        "quick": {
+            "teacher": {"depth": 8, "epochs": 10},
+            "noise": {"mask": "patches", "mode": "replace", "sigma": 1.0, "patch_size": 0.25},
+            "optim": {"min_epoch_samples": 64},
+        },
         "paper": {"teacher": {"depth": 8, "epochs": 40}},
         "tiny": {"teacher": {"depth": 2, "epochs": 1}, "student": {"blocks": 1}},
     },
