@@ -82,8 +82,32 @@ def test_backbone_is_only_built_when_augmenting(synthetic_root, cache):
     assert _unit(_cfg(**{"bikd.backward_weight": 0}), synthetic_root, cache).backbone is None
 
 
+def test_erased_patches_reach_the_reverse_distiller_only(synthetic_root, cache, monkeypatch):
+    cfg = _cfg(**{"bikd.augment": False, "bikd.erase_prob": 1.0, "bikd.erase_count": 1})
+    unit = _unit(cfg, synthetic_root, cache)
+    seen = []
+    loss = unit.model.loss
+    monkeypatch.setattr(unit.model, "loss", lambda *a: seen.append(a) or loss(*a))
+    unit.run_epoch("student", 1)
+    for _, clean, augmented in seen:
+        for c, a in zip(clean, augmented, strict=True):
+            changed = (a != c).any(dim=1).float()  # (B, h, w): the erased positions
+            share = changed.mean(dim=(1, 2))
+            assert ((share > 0) & (share < 0.2)).all()  # every sample: one patch, rest intact
+    off = _unit(_cfg(**{"bikd.augment": False}), synthetic_root, cache)
+    assert not off.erases and unit.erases
+    assert not _unit(
+        _cfg(**{"bikd.erase_prob": 1.0, "bikd.direction": "forward"}), synthetic_root, cache
+    ).erases
+
+
+def test_quick_preset_erases_instead_of_pasting_images():
+    cfg = load_config("quick", overrides={"method": "bikd"})
+    assert (cfg.bikd.augment, cfg.bikd.erase_prob, cfg.optim.min_epoch_samples) == (False, 1.0, 64)
+
+
 def test_state_round_trips_and_resume_is_exact(synthetic_root, cache):
-    cfg = _cfg()
+    cfg = _cfg(**{"bikd.erase_prob": 0.5})
     straight = _unit(cfg, synthetic_root, cache)
     straight.run_epoch("student", 1)
     buffer = io.BytesIO()

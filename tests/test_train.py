@@ -98,7 +98,6 @@ def test_quick_preset_dhkd_erases_patches_and_passes_small_sets_several_times():
     assert cfg.optim.min_epoch_samples == 64
     paper = load_config("paper")  # METHOD.md's noise: added to the whole map
     assert (paper.noise.mask, paper.noise.mode, paper.optim.min_epoch_samples) == ("full", "add", 0)
-    assert load_config("quick", overrides={"method": "bikd"}).optim.min_epoch_samples == 0
 
 
 def test_resume_from_state_continues_and_matches_uninterrupted_run(synthetic_root, cache, tmp_path):

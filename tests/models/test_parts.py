@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from dhkd.methods.dhkd.losses import affinity_loss, affinity_matrix
-from dhkd.methods.dhkd.noise import add_feature_noise
 from dhkd.methods.dhkd.student import FrequencyBranch
 from dhkd.models.anomaly_map import fuse_maps, score_maps
+from dhkd.models.noise import add_feature_noise
 
 
 def _noise(feats, seed=0, **kwargs):

@@ -16,4 +16,12 @@ METHOD = MethodInfo(
     config=BiKDConfig,
     unit="dhkd.methods.bikd.unit:BiKDUnit",
     stages=_stages,
+    presets={
+        # Erased feature patches instead of pasted image patches, and a student epoch that
+        # passes a small train set several times (cookie in reports/README.md).
+        "quick": {
+            "bikd": {"augment": False, "erase_prob": 1.0},
+            "optim": {"min_epoch_samples": 64},
+        },
+    },
 )

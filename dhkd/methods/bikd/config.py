@@ -35,6 +35,16 @@ class BikdConfig(Section):
     augment_min_size: float = Field(0.05, gt=0, le=1, description="patch side / image side")
     augment_max_size: float = Field(0.25, gt=0, le=1, description="patch side / image side")
     augment_min_opacity: float = Field(0.5, gt=0, le=1, description="blend of pasted patches")
+    erase_prob: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="probability that the reverse distiller sees a sample's teacher features "
+        "with random patches erased (replaced by noise of their RMS) and must reconstruct the "
+        "clean ones there from the context; 0 = off",
+    )
+    erase_size: float = Field(0.25, gt=0, le=1, description="erased patch side / map side")
+    erase_count: int = Field(4, ge=1, le=64, description="erased patches per sample")
 
     @property
     def active_forward_weight(self) -> float:

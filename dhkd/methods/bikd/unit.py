@@ -19,6 +19,7 @@ from dhkd.features import CachedSplit, frozen_backbone
 from dhkd.methods.base import MethodUnit, check_finite
 from dhkd.methods.bikd.augment import simulate_anomalies
 from dhkd.methods.bikd.model import BiKDModel
+from dhkd.models.noise import add_feature_noise
 from dhkd.sections import TrainConfig
 
 ADVICE = "lower the learning rate (optim.lr) or the path weights (bikd.*_weight)"
@@ -66,6 +67,8 @@ class BiKDUnit(MethodUnit):
         self.train_images = images_tensor(train.images)
         b = cfg.bikd
         self.augments = b.augment and b.augment_prob > 0 and b.active_backward_weight > 0
+        self.erases = b.erase_prob > 0 and b.active_backward_weight > 0
+        self.erase_generator = torch.Generator().manual_seed(seed + 2)
         self.backbone = frozen_backbone(cfg, device) if self.augments else None
         self.last_parts: dict[str, float] = {}
 
@@ -103,6 +106,21 @@ class BiKDUnit(MethodUnit):
             out.append(c)
         return out
 
+    @torch.no_grad()
+    def _erased(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        """`feats` with bikd.erase_count patches per chosen sample replaced by noise."""
+        b = self.cfg.bikd
+        return add_feature_noise(
+            feats,
+            sigma=1.0,
+            mask="patches",
+            mode="replace",
+            prob=b.erase_prob,
+            patch_size=b.erase_size,
+            patch_count=b.erase_count,
+            generator=self.erase_generator,
+        )
+
     def run_epoch(self, stage: str, epoch: int) -> float:
         self.model.train()
         losses, parts = [], {}
@@ -110,6 +128,8 @@ class BiKDUnit(MethodUnit):
             images = self._images(self.train_images, idx)
             clean = self._features(self.train, idx)
             augmented = self._augmented_features(images, clean) if self.augments else None
+            if self.erases:
+                augmented = self._erased(clean if augmented is None else augmented)
             with self._autocast():
                 loss, parts = self.model.loss(images, clean, augmented)
             where = f"bikd training of {self.name}, epoch {epoch}"
@@ -139,6 +159,7 @@ class BiKDUnit(MethodUnit):
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "augment_generator": self.augment_generator.get_state(),
+            "erase_generator": self.erase_generator.get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -147,4 +168,6 @@ class BiKDUnit(MethodUnit):
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.augment_generator.set_state(state["augment_generator"])
+        if "erase_generator" in state:  # states written before bikd.erase_prob existed lack it
+            self.erase_generator.set_state(state["erase_generator"])
         self.epoch, self.train_seconds = state["epoch"], state["train_seconds"]

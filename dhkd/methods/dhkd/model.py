@@ -15,8 +15,8 @@ from torch import nn
 
 from dhkd.methods.dhkd.flow import FlowTeacher, flow_nll
 from dhkd.methods.dhkd.losses import student_loss
-from dhkd.methods.dhkd.noise import add_feature_noise
 from dhkd.methods.dhkd.student import CNNStudent, FreqBranch, Variant
+from dhkd.models.noise import add_feature_noise
 from dhkd.models.norm import FeatureNorm
 
 
