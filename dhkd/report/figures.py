@@ -248,7 +248,7 @@ def bars_figure(data: StudyData, table: Table):
         title="column (– : no value)",
         title_fontsize=8,
     )
-    ax.set_title(f"{data.name}: {table.title} per category and column")
+    fitted_suptitle(fig, f"{data.name}: {table.title} per category and column", fontsize=12)
     return fig
 
 
