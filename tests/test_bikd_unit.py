@@ -104,6 +104,12 @@ def test_erased_patches_reach_the_reverse_distiller_only(synthetic_root, cache, 
 def test_quick_preset_erases_instead_of_pasting_images():
     cfg = load_config("quick", overrides={"method": "bikd"})
     assert (cfg.bikd.augment, cfg.bikd.erase_prob, cfg.optim.min_epoch_samples) == (False, 1.0, 64)
+    paper = load_config("paper", overrides={"method": "bikd"})  # the abstract's augmentation
+    assert (paper.bikd.augment, paper.bikd.erase_prob, paper.optim.min_epoch_samples) == (
+        True,
+        0,
+        0,
+    )
 
 
 def test_state_round_trips_and_resume_is_exact(synthetic_root, cache):
