@@ -57,8 +57,6 @@ def add_feature_noise(
         m = chosen.view(-1, 1, 1, 1)
         if boxes is not None:
             m = m * _boxes_to_mask(boxes, f.shape[-2], f.shape[-1])
-        if mode == "replace":
-            noisy.append(f * (1 - m) + m * eps * (sigma * rms))
-        else:
-            noisy.append(f + m * eps * (sigma * rms))
+        kept = f * (1 - m) if mode == "replace" else f
+        noisy.append(kept + m * eps * (sigma * rms))
     return noisy
