@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dhkd.methods.dhkd.losses import affinity_loss, affinity_matrix
 from dhkd.methods.dhkd.student import FrequencyBranch
@@ -89,8 +90,28 @@ def test_affinity_matrix_known_values():
 def test_affinity_loss_is_zero_for_identical_inputs_and_positive_otherwise():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(2, 8, 6, 6, generator=g), torch.randn(2, 8, 6, 6, generator=g)
-    assert affinity_loss(a, a, pool=32, form="cosine") == 0
+    assert float(affinity_loss(a, a, pool=32, form="cosine")) == pytest.approx(0, abs=1e-12)
     assert affinity_loss(a, b, pool=32, form="cosine") > 0
+
+
+@pytest.mark.parametrize("form", ["cosine", "dot"])
+@pytest.mark.parametrize("shape", [(3, 8, 12, 12), (3, 40, 4, 4), (2, 6, 40, 40)])
+@pytest.mark.parametrize("gap", [1.0, 1e-3])
+def test_affinity_loss_equals_the_mse_of_the_affinity_matrices(form, shape, gap):
+    """Computed from (C, C) products where C < P; the same value and gradient as the mean
+    squared difference of the (P, P) matrices, also when the student is close to the teacher."""
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(*shape, generator=g)
+    student = (target + gap * torch.randn(*shape, generator=g)).requires_grad_(True)
+    explicit = F.mse_loss(
+        affinity_matrix(student, pool=32, form=form), affinity_matrix(target, pool=32, form=form)
+    )
+    (want,) = torch.autograd.grad(explicit, student)
+    loss = affinity_loss(student, target, pool=32, form=form)
+    (got,) = torch.autograd.grad(loss, student)
+    assert loss.dtype == torch.float32
+    assert float(loss.detach()) == pytest.approx(float(explicit.detach()), rel=1e-4)
+    assert torch.allclose(got, want, rtol=1e-3, atol=1e-3 * float(want.abs().max()))
 
 
 def test_cosine_affinity_ignores_per_position_scale_and_a_shared_channel_rotation():
