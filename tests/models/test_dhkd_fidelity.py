@@ -9,10 +9,11 @@ from torch import nn
 
 from dhkd.config import load_config
 from dhkd.errors import ConfigError
+from dhkd.features import CachedSplit
 from dhkd.methods.dhkd.losses import affinity_matrix
 from dhkd.methods.dhkd.model import DHKDModel
 from dhkd.methods.dhkd.unit import build_dhkd_model
-from dhkd.methods.registry import get_method
+from dhkd.methods.registry import get_method, make_unit
 from dhkd.models.norm import FeatureNorm
 
 SHAPES = [(8, 8, 8), (12, 4, 4)]
@@ -92,3 +93,32 @@ def test_untrained_teacher_is_a_named_ablation_that_skips_the_teacher_stage():
     assert [(s.name, s.epochs) for s in stages] == [("teacher", 0), ("student", cfg.optim.epochs)]
     trained = load_config("tiny")
     assert get_method("dhkd").stages(trained)[0].epochs == trained.teacher.epochs >= 1
+
+
+def test_student_trains_on_the_teacher_outputs_stored_after_stage_one():
+    n, size = 6, 64
+    g = torch.Generator().manual_seed(0)
+    split = CachedSplit(
+        features=[torch.randn(n, c, h, w, generator=g).half() for c, h, w in SHAPES],
+        images=np.zeros((n, size, size, 3), dtype=np.uint8),
+        labels=np.zeros(n, dtype=np.int64),
+        masks=np.zeros((n, size, size), dtype=np.uint8),
+        paths=tuple(f"{i}.png" for i in range(n)),
+    )
+    unit = make_unit(load_config("tiny"), "widget", 0, split, torch.device("cpu"))
+    unit.run_epoch("teacher", 1)
+    unit.finish_stage("teacher")
+    every = torch.arange(n)
+    live = unit.model.targets(unit._features(split, every))
+    for stored, fresh in zip(unit.train_targets, live, strict=True):
+        assert stored.dtype == torch.float32
+        assert torch.equal(stored, fresh)
+    idx = torch.tensor([4, 1, 3])
+    kwargs = {"noise": unit.noise, "loss": unit.loss}
+    losses = [
+        unit.model.student_loss(
+            unit._features(split, idx), torch.Generator().manual_seed(1), **kwargs, targets=t
+        )
+        for t in ([s[idx] for s in unit.train_targets], None)
+    ]
+    assert torch.equal(losses[0], losses[1])

@@ -84,6 +84,10 @@ class DHKDModel(nn.Module):
         with torch.autocast(feats[0].device.type, enabled=False):
             return [z.float() for z in self.teacher([f.float() for f in feats])[0]]
 
+    def targets(self, raw: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The student's float32 targets Teacher(normalised raw features)."""
+        return self._targets(self.norm(raw))
+
     def teacher_loss(self, raw: list[torch.Tensor]) -> torch.Tensor:
         """Flow NLL per dimension, averaged over levels (stage 1)."""
         zs, jacs = self.teacher(self.norm(raw))
@@ -96,15 +100,18 @@ class DHKDModel(nn.Module):
         *,
         noise: dict,
         loss: dict,
+        targets: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Stage 2: the student sees noisy features and must output Teacher(clean features).
 
         noise: keyword arguments of noise.add_feature_noise (sigma, mask, prob, patch_size,
         patch_count); loss: those of losses.student_loss (affinity_weight, affinity_pool,
-        affinity_form); the distillation distance is the model's own (kd).
+        affinity_form); the distillation distance is the model's own (kd). targets: the
+        teacher's outputs for raw, if they were computed before (`targets(raw)`).
         """
         clean = self.norm(raw)
-        targets = self._targets(clean)
+        if targets is None:
+            targets = self._targets(clean)
         noisy = add_feature_noise(clean, generator=generator, **noise)
         return student_loss(self._student(noisy), targets, kd=self.kd, **loss)
 

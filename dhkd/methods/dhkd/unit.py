@@ -58,6 +58,7 @@ class DHKDUnit(MethodUnit):
         )
         self.noise = cfg.noise.model_dump()
         self.loss = cfg.loss.model_dump(exclude={"kd"})
+        self.train_targets: list[torch.Tensor] = []  # the frozen teacher's, after stage 1
 
     def build_model(self, shapes: list[tuple[int, int, int]]) -> DHKDModel:
         return build_dhkd_model(self.cfg, shapes, self.stats)
@@ -83,7 +84,19 @@ class DHKDUnit(MethodUnit):
     def finish_stage(self, stage: str) -> None:
         if stage == "teacher":
             self.model.teacher.eval().requires_grad_(False)
+            self.train_targets = self._teacher_targets()
         super().finish_stage(stage)
+
+    def _teacher_targets(self, chunk: int = 64) -> list[torch.Tensor]:
+        """The frozen teacher's float32 outputs for every train image, once: the student stage
+        reads its targets from them instead of running the flow at every step (the same values;
+        as much memory as the train features in float32)."""
+        n = len(self.train.labels)
+        parts = [
+            self.model.targets(self._features(self.train, torch.arange(i, min(i + chunk, n))))
+            for i in range(0, n, chunk)
+        ]
+        return [torch.cat(level) for level in zip(*parts, strict=True)]
 
     def _student_epoch(self, epoch: int) -> float:
         self.model.student.train()
@@ -95,6 +108,7 @@ class DHKDUnit(MethodUnit):
                     self.noise_generator,
                     noise=self.noise,
                     loss=self.loss,
+                    targets=[t[idx.to(t.device)] for t in self.train_targets],
                 )
             where = f"student training of {self.name}, epoch {epoch}"
             losses.append(check_finite(loss, where, ADVICE))
