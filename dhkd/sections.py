@@ -62,6 +62,14 @@ class OptimConfig(Section):
         description="an epoch of the last stage draws at least this many train samples: a "
         "smaller train set is passed over several times (each pass reshuffled); 0 = one pass",
     )
+    max_epoch_samples: int = Field(
+        0,
+        ge=0,
+        le=100000,
+        description="an epoch of the last stage draws at most this many train samples: a "
+        "random subset of a larger train set, drawn anew each epoch; 0 = no cap. Equal to "
+        "min_epoch_samples, every category gets the same number of steps whatever its size",
+    )
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     eval_every: int = Field(
@@ -69,6 +77,16 @@ class OptimConfig(Section):
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
+
+    @model_validator(mode="after")
+    def _epoch_samples_consistent(self) -> OptimConfig:
+        if 0 < self.max_epoch_samples < self.min_epoch_samples:
+            raise ValueError(
+                f"optim.max_epoch_samples ({self.max_epoch_samples}) is below "
+                f"optim.min_epoch_samples ({self.min_epoch_samples}): raise it, or set it to 0 "
+                "for no cap"
+            )
+        return self
 
 
 class ThresholdConfig(Section):

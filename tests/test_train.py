@@ -12,7 +12,7 @@ import torch
 
 from dhkd.cli import main
 from dhkd.config import load_config
-from dhkd.errors import DataError, TrainingError
+from dhkd.errors import ConfigError, DataError, TrainingError
 from dhkd.features import CachedSplit, FeatureCache
 from dhkd.methods.base import batches
 from dhkd.methods.registry import make_unit
@@ -71,6 +71,24 @@ def test_min_epoch_samples_passes_a_small_train_set_several_times():
     assert all(sorted(p.tolist()) == list(range(25)) for p in passes)
     assert not all(torch.equal(passes[0], p) for p in passes[1:])  # each pass shuffled anew
     assert len(torch.cat(batches(200, 16, gen, min_samples=160))) == 200  # one pass suffices
+
+
+def test_max_epoch_samples_draws_a_fresh_subset_of_a_large_train_set_each_epoch():
+    gen = torch.Generator().manual_seed(0)
+    epochs = [torch.cat(batches(200, 16, gen, max_samples=64)) for _ in range(2)]
+    for order in epochs:
+        assert len(order) == 64 and len(set(order.tolist())) == 64
+    assert set(epochs[0].tolist()) != set(epochs[1].tolist())
+    both = [torch.cat(batches(n, 16, gen, 64, 64)) for n in (25, 300)]
+    assert [len(order) for order in both] == [64, 64]  # same steps for 25 and 300 images
+    assert sorted(both[0][:50].tolist()) == sorted(list(range(25)) * 2)  # whole passes first
+
+
+def test_max_epoch_samples_below_min_is_an_error():
+    with pytest.raises(ConfigError, match=r"max_epoch_samples \(32\) is below"):
+        load_config(
+            "quick", overrides={"optim.min_epoch_samples": 64, "optim.max_epoch_samples": 32}
+        )
 
 
 @pytest.mark.parametrize("method", ["dhkd", "bikd"])

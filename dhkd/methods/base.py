@@ -38,16 +38,24 @@ from dhkd.sections import TrainConfig
 
 
 def batches(
-    n: int, batch_size: int, generator: torch.Generator, min_samples: int = 0
+    n: int,
+    batch_size: int,
+    generator: torch.Generator,
+    min_samples: int = 0,
+    max_samples: int = 0,
 ) -> list[torch.Tensor]:
     """A shuffled epoch of index batches; a trailing batch of one sample joins the previous one.
 
     An epoch is at least `min_samples` samples (optim.min_epoch_samples): a smaller train set is
-    passed over ceil(min_samples / n) times, each pass shuffled anew, so that an epoch is a
-    similar number of optimisation steps on a category of 30 images and on one of 200.
+    passed over ceil(min_samples / n) times, each pass shuffled anew. It is at most
+    `max_samples` (optim.max_epoch_samples, 0 = no cap): the first samples of those passes, a
+    random subset of a larger train set. Both equal: an epoch is the same number of optimisation
+    steps on a category of 30 images and on one of 300.
     """
     passes = max(1, -(-min_samples // n))
     order = torch.cat([torch.randperm(n, generator=generator) for _ in range(passes)])
+    if max_samples:
+        order = order[:max_samples]
     out = list(order.split(batch_size))
     if len(out) > 1 and len(out[-1]) == 1:
         out[-2] = torch.cat([out[-2], out.pop()])
@@ -154,10 +162,18 @@ class MethodUnit(ABC):
 
     def epoch_batches(self, last_stage: bool = True) -> list[torch.Tensor]:
         """One epoch of shuffled index batches of the train split (optim.batch_size); an epoch
-        of the last stage, the one optim.* schedules, is at least optim.min_epoch_samples."""
+        of the last stage, the one optim.* schedules, is optim.min_epoch_samples to
+        optim.max_epoch_samples samples."""
         optim = self.cfg.optim
-        least = optim.min_epoch_samples if last_stage else 0
-        return batches(len(self.train.labels), optim.batch_size, self.generator, least)
+        if not last_stage:
+            return batches(len(self.train.labels), optim.batch_size, self.generator)
+        return batches(
+            len(self.train.labels),
+            optim.batch_size,
+            self.generator,
+            optim.min_epoch_samples,
+            optim.max_epoch_samples,
+        )
 
     def _features(self, split: CachedSplit, idx: torch.Tensor) -> list[torch.Tensor]:
         """Cached float16 features of rows idx -> float32 on the unit's device."""
