@@ -57,7 +57,7 @@ def affinity_loss(
             - 2 * (y @ x.transpose(1, 2)).pow(2).sum()
             + (y @ y.transpose(1, 2)).pow(2).sum()
         )
-    return (squared / (x.shape[0] * positions**2)).to(student.dtype)
+    return (squared / (x.shape[0] * positions**2)).float()
 
 
 def student_loss(
