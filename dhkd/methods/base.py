@@ -165,15 +165,8 @@ class MethodUnit(ABC):
         of the last stage, the one optim.* schedules, is optim.min_epoch_samples to
         optim.max_epoch_samples samples."""
         optim = self.cfg.optim
-        if not last_stage:
-            return batches(len(self.train.labels), optim.batch_size, self.generator)
-        return batches(
-            len(self.train.labels),
-            optim.batch_size,
-            self.generator,
-            optim.min_epoch_samples,
-            optim.max_epoch_samples,
-        )
+        least, most = (optim.min_epoch_samples, optim.max_epoch_samples) if last_stage else (0, 0)
+        return batches(len(self.train.labels), optim.batch_size, self.generator, least, most)
 
     def _features(self, split: CachedSplit, idx: torch.Tensor) -> list[torch.Tensor]:
         """Cached float16 features of rows idx -> float32 on the unit's device."""
