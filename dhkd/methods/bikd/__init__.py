@@ -17,11 +17,14 @@ METHOD = MethodInfo(
     unit="dhkd.methods.bikd.unit:BiKDUnit",
     stages=_stages,
     presets={
-        # Erased feature patches instead of pasted image patches, and a student epoch that
-        # passes a small train set several times (cookie in reports/README.md).
+        # Erased feature patches instead of pasted image patches, a student epoch that passes
+        # a small train set several times, and the forward student (trained from scratch) at
+        # half the reverse distiller's weight (studies/real_erase_bikd*.yaml,
+        # studies/real_paths_bikd*.yaml; reports/README.md).
         "quick": {
-            "bikd": {"augment": False, "erase_prob": 1.0},
+            "bikd": {"augment": False, "erase_prob": 1.0, "forward_weight": 0.5},
             "optim": {"min_epoch_samples": 64},
         },
     },
+    labels={"bikd.forward_weight": "forward weight"},
 )
