@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 from collections.abc import Iterable
@@ -129,7 +130,7 @@ def dataset_inputs(fp: dict[str, Any]) -> list[dict[str, Any]]:
         {
             "name": name,
             "digest": v["digest"],
-            "source": str(root / name),
+            "source": os.path.realpath(root / name),  # through a joined root's link
             "profile": {"files": v["files"], "bytes": v["bytes"]},
         }
         for name, v in fp["data"]["categories"].items()

@@ -88,6 +88,10 @@ class StudyPaths:
     def synthetic(self, params: dict[str, Any]) -> Path:
         return self.storage / "data" / f"synthetic-{digest(params)[:12]}"
 
+    def joined(self, folders: dict[str, Path]) -> Path:
+        """The root joining the category folders of several data roots (dhkd/data/join.py)."""
+        return self.storage / "data" / f"joined-{digest(folders)[:12]}"
+
 
 def digest(tree: Any) -> str:
     return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()

@@ -98,7 +98,8 @@ def trials_to_start(paths: StudyPaths, spec: StudySpec) -> int:
 
 
 def resolve_data(spec: StudySpec, paths: StudyPaths) -> Path:
-    """The data root: generated once under the storage path, or checked to hold every category."""
+    """The data root: generated once under the storage path, joined there from several roots,
+    or checked to hold every category."""
     if spec.data.synthetic is not None:
         params = spec.data.synthetic.model_dump()
         out = paths.synthetic(params)
@@ -125,8 +126,13 @@ def resolve_data(spec: StudySpec, paths: StudyPaths) -> Path:
                 if not (out / ".complete").is_file():
                     raise
         return out
-    root = spec.data_root()
-    assert root is not None
+    roots = spec.data_roots()
+    if isinstance(spec.data.root, list):
+        from dhkd.data.join import join_roots, locate_categories
+
+        folders = locate_categories(roots, spec.data.category_names)
+        return join_roots(folders, paths.joined(folders))
+    root = roots[0]
     missing = [c for c in spec.data.category_names if not (root / c).is_dir()]
     if missing:
         raise DataError(

@@ -50,9 +50,10 @@ def _smoke_data(spec: StudySpec) -> dict[str, Any]:
     if spec.data.synthetic is not None:
         synth = spec.data.synthetic.model_dump()
         return {"synthetic": {**synth, **SMOKE_SYNTHETIC, "categories": categories}}
-    root = spec.data_root()
-    if root is not None and all((root / c).is_dir() for c in categories):
-        return {"root": str(root), "dataset": spec.data.dataset, "categories": categories}
+    roots = spec.data_roots()
+    if all(any((r / c).is_dir() for r in roots) for c in categories):
+        root = [str(r) for r in roots] if isinstance(spec.data.root, list) else str(roots[0])
+        return {"root": root, "dataset": spec.data.dataset, "categories": categories}
     return {"synthetic": {**SMOKE_SYNTHETIC, "categories": categories}}
 
 

@@ -26,6 +26,9 @@ Example (see studies/quickstart.yaml for a complete one):
 
 The search space is `scientific` and `nuisance` together. Relative `data.root` paths resolve
 against the parent of the spec file's directory (the repository root for studies/*.yaml).
+`data.root` may list several roots, with `dataset: custom` for names outside MVTec AD
+(`root: [../shared/data/mvtec_ad, ../shared/data/lookout_cookie]`): each category is read from
+the one root that holds it.
 Unknown keys, wrong types, empty ranges, unknown categories or metrics are ConfigErrors that
 name the key.
 """
@@ -79,12 +82,23 @@ class SyntheticData(_Strict):
 
 
 class DataSpec(_Strict):
-    root: str | None = Field(None, description="dataset root in MVTec layout")
+    root: str | list[str] | None = Field(
+        None,
+        description="dataset root in MVTec layout, or a list of roots: each category is read "
+        "from the one root that holds it",
+    )
     dataset: Literal["mvtec_ad", "custom"] = Field(
         "mvtec_ad", description="mvtec_ad: categories must be MVTec AD names; custom: any"
     )
     categories: list[str] | None = Field(None, description="names, one name, or 'all'")
     synthetic: SyntheticData | None = None
+
+    @field_validator("root")
+    @classmethod
+    def _roots(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise ValueError("a list of roots must be non-empty and name each root once")
+        return value
 
     @field_validator("categories", mode="before")
     @classmethod
@@ -226,11 +240,19 @@ class StudySpec(_Strict):
         """(category, seed) pairs every trial trains, in lockstep."""
         return [(c, s) for c in self.data.category_names for s in self.seeds]
 
+    def data_roots(self) -> list[Path]:
+        """data.root as absolute paths (relative ones against base_dir); [] for generated data."""
+        roots = self.data.root
+        if roots is None:
+            return []
+        paths = [Path(r).expanduser() for r in ([roots] if isinstance(roots, str) else roots)]
+        return [p if p.is_absolute() else (Path(self.base_dir) / p).resolve() for p in paths]
+
     def data_root(self) -> Path | None:
-        if self.data.root is None:
-            return None
-        root = Path(self.data.root).expanduser()
-        return root if root.is_absolute() else (Path(self.base_dir) / root).resolve()
+        """The one dataset root; None for generated data or several roots (which the runner
+        joins into one, dhkd/data/join.py)."""
+        roots = self.data_roots()
+        return roots[0] if isinstance(self.data.root, str) else None
 
     @property
     def base_overrides(self) -> dict[str, Any]:
