@@ -3,7 +3,9 @@
 Every trial of a study on a node shares them: an in-process LRU of recent entries plus a disk
 cache (one .pt file per key, written atomically under a file lock so that concurrent trials
 compute a key once). The key hashes the dataset's file list (names, sizes, mtimes) so that a
-changed dataset is never served stale features.
+changed dataset is never served stale features. Each entry keeps the number of CPU threads that
+computed it: a convolution's rounding can depend on it, so `dhkd reproduce` recomputes features
+with the same count (FeatureCache(threads=...)).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class CachedSplit:
     labels: np.ndarray  # int64 (N,)
     masks: np.ndarray  # uint8 (N, S, S) in {0, 1}
     paths: tuple[str, ...]
+    # CPU threads the features were computed with (the backbone's float rounding, hence the
+    # float16 values, can depend on them); None where unknown (a cache file from before)
+    threads: int | None = None
 
     @property
     def shapes(self) -> list[tuple[int, int, int]]:
@@ -100,11 +105,19 @@ def extract_features(
 class FeatureCache:
     """Memory LRU + disk cache of CachedSplit features; see the module docstring."""
 
-    def __init__(self, directory: str | Path | None = None, max_memory_items: int = 8) -> None:
+    def __init__(
+        self,
+        directory: str | Path | None = None,
+        max_memory_items: int = 8,
+        threads: dict[str, int] | None = None,
+    ) -> None:
+        """threads: {"<category>/<split>": n} computes those splits' features with n CPU
+        threads (as a logged run's fingerprint records them); others use the current count."""
         if directory is None:
             directory = os.environ.get("DHKD_FEATURE_CACHE") or Path.home() / ".cache/dhkd/features"
         self.directory = Path(directory) if str(directory) else None
         self.max_memory_items = max_memory_items
+        self.threads = dict(threads or {})
         self._memory: OrderedDict[str, CachedSplit] = OrderedDict()
         self.stats = {"hits_memory": 0, "hits_disk": 0, "misses": 0, "seconds_computing": 0.0}
 
@@ -134,34 +147,46 @@ class FeatureCache:
             self._memory.move_to_end(key)
             self.stats["hits_memory"] += 1
             return self._memory[key]
-        features = self._load_or_compute(key, cfg, data.images, device or torch.device("cpu"))
-        entry = CachedSplit(features, data.images, data.labels, data.masks, data.paths)
+        threads = self.threads.get(f"{ident['category']}/{ident['split']}")
+        features, threads = self._load_or_compute(
+            key, cfg, data.images, device or torch.device("cpu"), threads
+        )
+        entry = CachedSplit(features, data.images, data.labels, data.masks, data.paths, threads)
         self._memory[key] = entry
         while len(self._memory) > self.max_memory_items:
             self._memory.popitem(last=False)
         return entry
 
-    def _load_or_compute(self, key: str, cfg, images, device) -> list[torch.Tensor]:
+    def _load_or_compute(
+        self, key: str, cfg, images, device, threads: int | None
+    ) -> tuple[list[torch.Tensor], int | None]:
+        """(features, the CPU threads that computed them)."""
         if self.directory is None:
-            return self._compute(cfg, images, device)
+            return self._compute(cfg, images, device, threads)
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{key}.pt"
         with FileLock(str(path) + ".lock"):
             if path.is_file():
                 self.stats["hits_disk"] += 1
-                return torch.load(path, map_location="cpu", weights_only=True)["features"]
-            features = self._compute(cfg, images, device)
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+                return saved["features"], saved.get("threads")
+            features, threads = self._compute(cfg, images, device, threads)
             tmp = path.with_suffix(f".tmp{os.getpid()}")
-            torch.save({"features": features}, tmp)
+            torch.save({"features": features, "threads": threads}, tmp)
             os.replace(tmp, path)
-        return features
+        return features, threads
 
-    def _compute(self, cfg, images, device) -> list[torch.Tensor]:
+    def _compute(self, cfg, images, device, threads: int | None) -> tuple[list[torch.Tensor], int]:
         start = time.perf_counter()
         self.stats["misses"] += 1
-        features = extract_features(cfg, images, device)
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads or before)
+        try:
+            features = extract_features(cfg, images, device)
+        finally:
+            torch.set_num_threads(before)
         self.stats["seconds_computing"] += time.perf_counter() - start
-        return features
+        return features, threads or before
 
 
 @functools.cache

@@ -159,7 +159,8 @@ def mlflow_datasets(inputs: list[dict[str, Any]]) -> list:
 
 def compare(logged: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """Lines naming each part that differs: data changed, code changed, device changed,
-    versions changed; [] when they agree."""
+    threads (of training, of feature extraction) changed, versions changed; [] when they
+    agree."""
     lines = []
     old_data, new_data = logged["data"]["categories"], now["data"]["categories"]
     for cat in sorted(set(old_data) | set(new_data)):
@@ -180,6 +181,11 @@ def compare(logged: dict[str, Any], now: dict[str, Any]) -> list[str]:
         lines.append(f"device changed: {logged['device']} -> {now['device']}")
     if logged.get("threads") != now.get("threads"):
         lines.append(f"threads changed: {logged.get('threads')} -> {now.get('threads')}")
+    old_ft, new_ft = logged.get("feature_threads") or {}, now.get("feature_threads") or {}
+    changed = {k: (v, new_ft.get(k)) for k, v in old_ft.items() if v != new_ft.get(k)}
+    if changed:
+        listed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(changed.items()))
+        lines.append(f"feature threads changed (None: not recorded): {listed}")
     for name, ver in logged["versions"].items():
         if now["versions"].get(name) != ver:
             lines.append(f"versions changed: {name} {ver} -> {now['versions'].get(name)}")

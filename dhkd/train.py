@@ -140,6 +140,16 @@ class CategoryData:
         return self._test
 
 
+def feature_threads(data: dict[str, CategoryData]) -> dict[str, int | None]:
+    """{"<category>/<split>": CPU threads its features were computed with} (split train,
+    validation, test), for the fingerprint: `dhkd reproduce` recomputes them the same way."""
+    out = {}
+    for cat, d in data.items():
+        for split, cached in (("train", d.train), ("validation", d.validation), ("test", d.test())):
+            out[f"{cat}/{split}"] = cached.threads
+    return out
+
+
 def _summarise(per_unit: list[dict], prefix: str) -> dict[str, float]:
     """Means over all units ("<prefix><metric>"), and per category over its seeds
     ("<prefix><category>/<metric>")."""
@@ -289,6 +299,7 @@ def fit_units(
     if not val_rows:  # resumed after the last epoch: evaluate what was restored
         val_rows = _evaluate(trainers, validation, val_maps)
     test = {cat: d.test() for cat, d in data.items()}  # the first read of the test images
+    fingerprint["feature_threads"] = feature_threads(data)
     if cfg.selection.protocol == "test":
         test_rows, test_maps = val_rows, val_maps
     else:

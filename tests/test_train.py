@@ -169,6 +169,17 @@ def test_feature_cache_is_reused_from_memory_and_disk(synthetic_root, tmp_path):
     assert second.stats["misses"] == 1  # another image size is another key
 
 
+def test_feature_cache_keeps_the_threads_that_computed_each_entry(synthetic_root, tmp_path):
+    cfg, before = load_config("tiny"), torch.get_num_threads()
+    fixed = FeatureCache(tmp_path / "f", threads={"stripes/train": 3})
+    assert fixed.get(cfg, synthetic_root, "stripes", "train").threads == 3
+    assert fixed.get(cfg, synthetic_root, "widget", "train").threads == before
+    assert torch.get_num_threads() == before
+    again = FeatureCache(tmp_path / "f")  # from disk: as computed, not as asked now
+    assert again.get(cfg, synthetic_root, "stripes", "train").threads == 3
+    assert again.stats["hits_disk"] == 1
+
+
 def test_nan_loss_stops_with_a_clear_error(synthetic_root, cache):
     overrides = {"optim.lr": 1e30, "teacher.untrained": True, "optim.epochs": 3}
     cfg = load_config("tiny", overrides=overrides)

@@ -1,10 +1,11 @@
 """From a logged run back to its model and its numbers: fetch kept weights, reproduce a run.
 
 A run is a `dhkd train` output folder or an MLflow run of a study trial; both hold config.yaml
-(the resolved config), fingerprint.json (code, versions, device, threads, data root and
-per-category data hashes, units) and their metrics. `reproduce` rebuilds the config and the
-data selection, trains again on this machine and compares metric by metric; when they differ
-it names the fingerprint part that changed.
+(the resolved config), fingerprint.json (code, versions, device, threads of training and of
+feature extraction, data root and per-category data hashes, units) and their metrics.
+`reproduce` rebuilds the config and the data selection, computes the features with the threads
+the run's were computed with, trains again on this machine and compares metric by metric; when
+they differ it names the fingerprint part that changed.
 """
 
 from __future__ import annotations
@@ -177,7 +178,8 @@ def reproduce(
             root,
             units,
             out_dir=out_dir,
-            feature_cache=FeatureCache("", max_memory_items=0),  # features from the files now
+            # features from the files now, with the threads that computed the logged run's
+            feature_cache=FeatureCache("", max_memory_items=0, threads=_threads(fp)),
             progress=progress,
         )
     finally:
@@ -189,6 +191,12 @@ def reproduce(
         rep.fingerprint["data"]["root"] = fp["data"]["root"]
     rep.differences = compare(fp, rep.fingerprint)
     return rep
+
+
+def _threads(fp: dict) -> dict[str, int]:
+    """The fingerprint's feature threads ({"<category>/<split>": n}); {} for runs logged before
+    they were recorded, or where unknown."""
+    return {k: int(v) for k, v in (fp.get("feature_threads") or {}).items() if v}
 
 
 def format_reproduction(rep: Reproduction) -> str:
