@@ -26,5 +26,5 @@ METHOD = MethodInfo(
             "optim": {"min_epoch_samples": 64},
         },
     },
-    labels={"bikd.forward_weight": "forward weight"},
+    labels={"bikd.forward_weight": "forward weight", "bikd.coupling_weight": "coupling"},
 )
