@@ -112,7 +112,8 @@ class FeatureCache:
         threads: dict[str, int] | None = None,
     ) -> None:
         """threads: {"<category>/<split>": n} computes those splits' features with n CPU
-        threads (as a logged run's fingerprint records them); others use the current count."""
+        threads (as a logged run's fingerprint records them); others use the current count.
+        Entries found in the cache keep the count that computed them (CachedSplit.threads)."""
         if directory is None:
             directory = os.environ.get("DHKD_FEATURE_CACHE") or Path.home() / ".cache/dhkd/features"
         self.directory = Path(directory) if str(directory) else None
