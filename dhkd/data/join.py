@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from dhkd.data.publish import publish_folder
 from dhkd.errors import DataError
 
 
@@ -50,20 +50,16 @@ def join_roots(folders: dict[str, Path], out: Path) -> Path:
     leaves no half-made root) and return it; an existing `out` with the same links is kept."""
     if _links(out) == folders:
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp's 0700 would hide the root from other users of a shared storage
-    for category, folder in folders.items():
-        (tmp / category).symlink_to(folder, target_is_directory=True)
     if out.exists():
         shutil.rmtree(out)
-    try:
-        os.replace(tmp, out)
-    except OSError:  # another driver joined the same roots meanwhile
-        shutil.rmtree(tmp, ignore_errors=True)
-        if _links(out) != folders:
-            raise
-    return out
+
+    def link(tmp: Path) -> None:
+        tmp.chmod(0o755)  # mkdtemp's 0700 would hide the root from other users of a storage
+        for category, folder in folders.items():
+            (tmp / category).symlink_to(folder, target_is_directory=True)
+
+    # another driver may have joined the same roots meanwhile
+    return publish_folder(out, link, lambda done: _links(done) == folders)
 
 
 def _links(folder: Path) -> dict[str, Path] | None:

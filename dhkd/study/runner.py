@@ -104,27 +104,24 @@ def resolve_data(spec: StudySpec, paths: StudyPaths) -> Path:
         params = spec.data.synthetic.model_dump()
         out = paths.synthetic(params)
         if not (out / ".complete").is_file():
+            from dhkd.data.publish import publish_folder
             from dhkd.data.synth import make_synthetic_dataset
 
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=out.parent))
-            make_synthetic_dataset(
-                tmp,
-                params["categories"],
-                image_size=params["image_size"],
-                seed=params["seed"],
-                n_train=params["n_train"],
-                n_test_good=params["n_test_good"],
-                n_test_defect=params["n_test_defect"],
-                difficulty=params["difficulty"],
-            )
-            (tmp / ".complete").write_text("ok\n")
-            try:
-                os.replace(tmp, out)
-            except OSError:  # another driver generated it meanwhile
-                shutil.rmtree(tmp, ignore_errors=True)
-                if not (out / ".complete").is_file():
-                    raise
+            def generate(tmp: Path) -> None:
+                make_synthetic_dataset(
+                    tmp,
+                    params["categories"],
+                    image_size=params["image_size"],
+                    seed=params["seed"],
+                    n_train=params["n_train"],
+                    n_test_good=params["n_test_good"],
+                    n_test_defect=params["n_test_defect"],
+                    difficulty=params["difficulty"],
+                )
+                (tmp / ".complete").write_text("ok\n")
+
+            # another driver may have generated it meanwhile
+            publish_folder(out, generate, lambda done: (done / ".complete").is_file())
         return out
     roots = spec.data_roots()
     if isinstance(spec.data.root, list):
