@@ -9,8 +9,10 @@ import torch
 from dhkd.config import load_config
 from dhkd.errors import TrainingError
 from dhkd.features import FeatureCache
+from dhkd.methods.bikd.model import cosine_distance
 from dhkd.methods.bikd.unit import BiKDUnit
 from dhkd.methods.registry import get_method, make_unit
+from dhkd.models.norm import FeatureNorm
 from dhkd.train import EpochReport, fit_units
 
 CPU = torch.device("cpu")
@@ -110,6 +112,26 @@ def test_quick_preset_erases_instead_of_pasting_images():
         0,
         0,
     )
+
+
+def test_quick_preset_scores_cosine_on_layernormed_features():
+    """Both paths score 1 - cosine. Centred on the train set's channel means, a typical
+    position's features are what is left after the mean: small, so their direction is mostly the
+    reconstruction's error. A well reconstructed typical texture then scores as anomalous (BiKD
+    flagged the whole cookie and missed its cracks in bench_carryover.py's zoomed cookie).
+    Per-position LayerNorm keeps the channel profile, and the cosine measures reconstruction."""
+    assert load_config("quick", overrides={"method": "bikd"}).backbone.feature_norm == "layernorm"
+    gen = torch.Generator().manual_seed(0)
+    profile = torch.rand(1, 64, 1, 1, generator=gen) + 0.5  # the texture's channel means
+    typical = profile + 0.05 * torch.randn(8, 64, 16, 16, generator=gen)
+    rebuilt = typical + 0.02 * torch.randn(8, 64, 16, 16, generator=gen)  # close, not exact
+    stats = FeatureNorm.statistics([typical])
+
+    def distance(kind: str) -> float:
+        norm = FeatureNorm(kind, stats)
+        return float(cosine_distance(norm([rebuilt])[0], norm([typical])[0]).mean())
+
+    assert distance("layernorm") < 0.01 < 0.05 < distance("train_stats")
 
 
 def test_state_round_trips_and_resume_is_exact(synthetic_root, cache):

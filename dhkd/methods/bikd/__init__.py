@@ -20,8 +20,11 @@ METHOD = MethodInfo(
         # Erased feature patches instead of pasted image patches, a student epoch that passes
         # a small train set several times, and the forward student (trained from scratch) at
         # half the reverse distiller's weight (studies/real_erase_bikd*.yaml,
-        # studies/real_paths_bikd*.yaml; reports/README.md).
+        # studies/real_paths_bikd*.yaml; reports/README.md). Per-position LayerNorm: both
+        # paths score by cosine, and the cosine of features centred on the train set's channel
+        # means is noise where an image looks most typical (benchmarks/bench_carryover.py).
         "quick": {
+            "backbone": {"feature_norm": "layernorm"},
             "bikd": {"augment": False, "erase_prob": 1.0, "forward_weight": 0.5},
             "optim": {"min_epoch_samples": 64},
         },
