@@ -72,3 +72,12 @@ def test_dumped_config_loads_back_and_old_whole_dumps_drop_other_methods(tmp_pat
     path.write_text(yaml.safe_dump({"method": "bikd", "teacher": {"depth": 2}}))
     with pytest.raises(ConfigError, match=r"teacher\.depth belongs to method 'dhkd'"):
         load_config("tiny", path)
+
+
+def test_quick_presets_pool_the_students_maps_and_keep_the_references_maximum():
+    """DHKD and BiKD score an image by the mean of its map's top 1% (bench_carryover.py); the
+    kNN reference keeps the maximum, its usual form."""
+    pooling = {m: load_config("quick", overrides={"method": m}).score for m in ("dhkd", "bikd")}
+    assert all((s.pooling, s.topk_fraction) == ("topk", 0.01) for s in pooling.values())
+    assert load_config("quick", overrides={"method": "knn"}).score.pooling == "max"
+    assert load_config("paper", overrides={"method": "dhkd"}).score.pooling == "max"

@@ -23,10 +23,13 @@ METHOD = MethodInfo(
         # studies/real_paths_bikd*.yaml; reports/README.md). Per-position LayerNorm: both
         # paths score by cosine, and the cosine of features centred on the train set's channel
         # means is noise where an image looks most typical (benchmarks/bench_carryover.py).
+        # The same benchmark: an image scores the mean of its map's top 1% rather than its
+        # maximum (validation image AUROC over ten categories 89.7 -> 92.2).
         "quick": {
             "backbone": {"feature_norm": "layernorm"},
             "bikd": {"augment": False, "erase_prob": 1.0, "forward_weight": 0.5},
             "optim": {"min_epoch_samples": 64},
+            "score": {"pooling": "topk"},
         },
     },
     labels={"bikd.forward_weight": "forward weight", "bikd.coupling_weight": "coupling"},
