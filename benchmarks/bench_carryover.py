@@ -190,9 +190,9 @@ def main(argv: list[str] | None = None) -> dict:
                 names.append(name)
                 print(f"{name}: derived under {work} ({dropped[name]} defective images left out)")
         out = args.out or RESULTS / f"carryover_{args.preset}.json"
-        argv = ["--categories", *names, "--methods", *args.methods, "--preset", args.preset,
-                "--data", str(work), "--out", str(out)]  # fmt: skip
-        report = bench_methods(argv)
+        bench_args = ["--categories", *names, "--methods", *args.methods,
+                      "--preset", args.preset, "--data", str(work), "--out", str(out)]  # fmt: skip
+        report = bench_methods(bench_args)
     report["meta"]["dropped_defective_images"] = dropped
     report["verdicts"] = verdicts(report["results"])
     out.write_text(json.dumps(report, indent=2))
