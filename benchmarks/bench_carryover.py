@@ -45,6 +45,7 @@ from bench_methods import DEFAULT_ROOTS, METRICS, RESULTS, find_root
 from bench_methods import main as bench_methods
 
 from dhkd.data.index import index_category
+from dhkd.data.publish import publish_folder
 
 BOUND = 0.005
 Transform = Callable[[np.ndarray, np.ndarray | None, int], tuple[np.ndarray, np.ndarray | None]]
@@ -116,35 +117,38 @@ def _write(path: Path, array: np.ndarray) -> None:
 
 def derive(root: Path, category: str, variant: str, out_root: Path) -> tuple[str, int]:
     """Write <out_root>/<category>_<variant> in MVTec layout; its name and the defective test
-    images left out (their defect is outside the transformed frame)."""
+    images left out (their defect is outside the transformed frame). The folder is published
+    whole (dhkd.data.publish), so a killed run leaves none; a finished one is reused."""
     name = f"{category}_{variant}"
     out = out_root / name
-    done = out / ".complete"
     dropped_file = out / ".dropped"
-    if done.exists():
+    if dropped_file.exists():
         return name, int(dropped_file.read_text())
     transform = VARIANTS[variant]
     index = index_category(root, category)
-    dropped = 0
-    for split, samples in (("train", index.train), ("test", index.test)):
-        for sample in samples:
-            rel = sample.path.relative_to(index.path / split)
-            seed = zlib.crc32(f"{category}/{split}/{rel}".encode())
-            image = cv2.imread(str(sample.path), cv2.IMREAD_COLOR)
-            mask = None
-            if sample.mask_path is not None:
-                mask = cv2.imread(str(sample.mask_path), cv2.IMREAD_GRAYSCALE)
-                mask = cv2.resize(mask, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
-            image, mask = transform(image, mask, seed)
-            if sample.label == 1 and (mask is None or not mask.any()):
-                dropped += 1
-                continue
-            _write(out / split / rel.with_suffix(".png"), image)
-            if mask is not None:
-                _write(out / "ground_truth" / sample.defect / f"{rel.stem}_mask.png", mask)
-    dropped_file.write_text(str(dropped))
-    done.touch()
-    return name, dropped
+
+    def fill(tmp: Path) -> None:
+        dropped = 0
+        for split, samples in (("train", index.train), ("test", index.test)):
+            for sample in samples:
+                rel = sample.path.relative_to(index.path / split)
+                seed = zlib.crc32(f"{category}/{split}/{rel}".encode())
+                image = cv2.imread(str(sample.path), cv2.IMREAD_COLOR)
+                mask = None
+                if sample.mask_path is not None:
+                    mask = cv2.imread(str(sample.mask_path), cv2.IMREAD_GRAYSCALE)
+                    mask = cv2.resize(mask, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+                image, mask = transform(image, mask, seed)
+                if sample.label == 1 and (mask is None or not mask.any()):
+                    dropped += 1
+                    continue
+                _write(tmp / split / rel.with_suffix(".png"), image)
+                if mask is not None:
+                    _write(tmp / "ground_truth" / sample.defect / f"{rel.stem}_mask.png", mask)
+        (tmp / ".dropped").write_text(str(dropped))
+
+    publish_folder(out, fill, lambda done: (done / ".dropped").exists())
+    return name, int(dropped_file.read_text())
 
 
 def verdicts(rows: list[dict]) -> list[dict]:
