@@ -94,6 +94,23 @@ def test_each_synthetic_defect_changes_exactly_its_mask(kind):
     np.testing.assert_array_equal(out, again)
 
 
+def test_synthetic_defects_reach_the_border_as_real_ones_do():
+    """Validation that never puts a defect on the outer cells cannot reward finding one there."""
+    size, band = 128, 10  # band: about the outer 8% of the side
+    base = np.full((size, size, 3), 120, np.uint8)
+    other = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    outer = np.ones((size, size), bool)
+    outer[band:-band, band:-band] = False
+    touching_edge = touching_band = 0
+    draws = 200
+    for i in range(draws):
+        _, mask = add_defect(base, other, "noise", np.random.default_rng(i))
+        touching_band += bool(mask[outer].any())
+        touching_edge += bool(mask[[0, -1]].any() or mask[:, [0, -1]].any())
+    assert touching_band > 0.3 * draws
+    assert touching_edge > 0.1 * draws
+
+
 def test_twins_cycle_through_the_kinds_and_are_seeded():
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     twins, masks, kinds = defective_twins(images, seed=0)
