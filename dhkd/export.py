@@ -41,12 +41,13 @@ class ImageToScore(nn.Module):
         unit = predictor.unit
         self.backbone = frozen_backbone(unit.cfg, torch.device("cpu"))
         self.model = unit.model
-        self._maps = unit.maps_from
+        self._maps, self._rescale = unit.maps_from, unit.rescale
         self.size = unit.cfg.data.image_size
-        self.score = unit.cfg.score.model_dump()
+        self.score = unit.cfg.score.fusion_args()
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = score_maps(self._maps(image, self.backbone(image)), self.size, **self.score)
+        maps = self._rescale(self._maps(image, self.backbone(image)))
+        out = score_maps(maps, self.size, **self.score)
         return out.pred_score, out.anomaly_map
 
 

@@ -50,6 +50,16 @@ class ScoreConfig(Section):
     pooling: Literal["max", "mean", "topk"] = "max"
     topk_fraction: float = Field(0.01, gt=0, le=1)
     smoothing_sigma: float = Field(4.0, ge=0, le=32)
+    level_norm: Literal["none", "train_mean"] = Field(
+        "none",
+        description="train_mean: before fusion, divide each level's map by its mean over train "
+        "images, so that the levels weigh equally whatever the scale of their distances",
+    )
+
+    def fusion_args(self) -> dict:
+        """The keyword arguments of models.anomaly_map.score_maps (level_norm is applied
+        before it, by the unit that holds the divisors)."""
+        return self.model_dump(exclude={"level_norm"})
 
 
 class OptimConfig(Section):

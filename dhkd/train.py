@@ -162,11 +162,17 @@ def _summarise(per_unit: list[dict], prefix: str) -> dict[str, float]:
     return out
 
 
-def _evaluate(units, splits: dict[str, CachedSplit], maps_out: dict) -> list[dict]:
-    """Each unit on its category's split in `splits`; maps_out[unit.name] = (scores, maps)."""
+def _evaluate(
+    units, splits: dict[str, CachedSplit], maps_out: dict, calibrate: bool = True
+) -> list[dict]:
+    """Each unit on its category's split in `splits`; maps_out[unit.name] = (scores, maps).
+    calibrate: first set score.level_norm's divisors for the model as it is now (the test
+    evaluation, which follows the last validation one, keeps them)."""
     rows = []
     for unit in units:
         start = time.perf_counter()
+        if calibrate:
+            unit.calibrate_levels()
         split = splits[unit.category]
         scores, maps = unit.predict(split)
         values = evaluate_maps(maps, split.masks, image_scores=scores)
@@ -304,7 +310,7 @@ def fit_units(
         test_rows, test_maps = val_rows, val_maps
     else:
         test_maps = {}
-        test_rows = _evaluate(trainers, test, test_maps)
+        test_rows = _evaluate(trainers, test, test_maps, calibrate=False)
     rows = [
         {
             **t,

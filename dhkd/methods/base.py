@@ -19,6 +19,12 @@ Inference on new images (dhkd/inference.py) builds a unit with `for_inference`, 
 trained model with `load_weights` and scores a split with `predict(split)`. The ONNX export
 (dhkd/export.py) traces `maps_from(images, feats)`, which by default calls `self.model(feats)`;
 a method whose model needs more overrides it.
+
+Before fusion, `rescale` divides each level's map by the model's `level_scale` buffer: ones,
+unless score.level_norm = train_mean, for which `calibrate_levels()` (called before every
+evaluation) sets it to the level's mean over train images. Being a buffer of the model, it
+travels with every checkpoint, training state and export; a checkpoint written before it
+existed loads with ones, which is what it was evaluated with.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ from dhkd.features import CachedSplit
 from dhkd.models.anomaly_map import score_maps
 from dhkd.models.norm import FeatureNorm
 from dhkd.sections import TrainConfig
+
+LEVEL_SCALE = "level_scale"
+CALIBRATION_ROWS = 64  # train images whose maps set score.level_norm's divisors
 
 
 def batches(
@@ -91,6 +100,7 @@ class MethodUnit(ABC):
         self.train_seconds = 0.0
         self.done_stages: set[str] = set()
         self.model = self.build_model(train.shapes).to(device)
+        self._add_level_scale(self.level_map_count(train.shapes))
 
     @property
     def name(self) -> str:
@@ -99,6 +109,18 @@ class MethodUnit(ABC):
     @abstractmethod
     def build_model(self, shapes: list[tuple[int, int, int]]) -> nn.Module:
         """The method's model for backbone levels of shapes [(C_l, H_l, W_l)]."""
+
+    def level_map_count(self, shapes: list[tuple[int, int, int]]) -> int:
+        """How many maps `level_maps` returns: one per backbone level unless overridden."""
+        return len(shapes)
+
+    def _add_level_scale(self, count: int) -> None:
+        self.model.register_buffer(LEVEL_SCALE, torch.ones(count, device=self.device))
+
+        def ones_if_missing(module, state_dict, prefix, *args) -> None:
+            state_dict.setdefault(prefix + LEVEL_SCALE, torch.ones(count))
+
+        self.model.register_load_state_dict_pre_hook(ones_if_missing)
 
     @abstractmethod
     def run_epoch(self, stage: str, epoch: int) -> float:
@@ -140,6 +162,28 @@ class MethodUnit(ABC):
     def maps_from(self, images: torch.Tensor, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per-level maps of images (B, 3, S, S) in [0, 1] with their float backbone features."""
         return self.model(feats)
+
+    def rescale(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per-level maps divided by the model's level_scale (ones unless score.level_norm)."""
+        scale = getattr(self.model, LEVEL_SCALE)
+        return [m / s for m, s in zip(maps, scale, strict=True)]
+
+    @torch.no_grad()
+    def calibrate_levels(self) -> None:
+        """score.level_norm = train_mean: set level_scale to each level map's mean over up to
+        CALIBRATION_ROWS evenly spaced train images (the model as it is now; no-op otherwise)."""
+        if self.cfg.score.level_norm == "none":
+            return
+        self.model.eval()
+        n = len(self.train.labels)
+        rows = torch.linspace(0, n - 1, min(n, CALIBRATION_ROWS)).round().long().unique()
+        total = None
+        for idx in rows.split(self.cfg.optim.batch_size):
+            sums = torch.stack(
+                [m.float().mean(dim=(1, 2)).sum() for m in self.level_maps(self.train, idx)]
+            )
+            total = sums if total is None else total + sums
+        getattr(self.model, LEVEL_SCALE).copy_((total / len(rows)).clamp_min(1e-12))
 
     def stage_done(self, stage: str) -> bool:
         return stage in self.done_stages
@@ -187,9 +231,9 @@ class MethodUnit(ABC):
         for start in range(0, n, batch_size):
             idx = torch.arange(start, min(start + batch_size, n))
             out = score_maps(
-                self.level_maps(split, idx),
+                self.rescale(self.level_maps(split, idx)),
                 self.cfg.data.image_size,
-                **self.cfg.score.model_dump(),
+                **self.cfg.score.fusion_args(),
             )
             scores.append(out.pred_score.float().cpu())
             maps.append(out.anomaly_map.float().cpu())

@@ -61,7 +61,7 @@ def _trained_output(overrides: dict) -> torch.Tensor:
         loss.backward()
         opt.step()
     with torch.no_grad():
-        out = score_maps(model(test, backbone(test)), SIZE, **cfg.score.model_dump())
+        out = score_maps(model(test, backbone(test)), SIZE, **cfg.score.fusion_args())
     assert out.anomaly_map.shape == (3, SIZE, SIZE)
     assert out.pred_score.shape == (3,)
     assert torch.isfinite(out.anomaly_map).all()

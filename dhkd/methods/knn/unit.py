@@ -52,6 +52,9 @@ class KnnUnit(MethodUnit):
         self.epoch = epoch
         return spread
 
+    def level_map_count(self, shapes: list[tuple[int, int, int]]) -> int:
+        return 1  # one map of distances to the bank, on the finest level's grid
+
     def level_maps(self, split: CachedSplit, idx: torch.Tensor) -> list[torch.Tensor]:
         return self.model(self._features(split, idx))
 
