@@ -15,10 +15,22 @@ import torch
 
 
 def patch_masks(
-    batch: int, count: int, size: float, generator: torch.Generator, device: torch.device
+    batch: int,
+    count: int,
+    size: float,
+    generator: torch.Generator,
+    device: torch.device,
+    placement: str = "inside",
 ) -> torch.Tensor:
-    """Random patch boxes in relative coordinates, (B, count, 4) as (y0, x0, y1, x1) in [0, 1]."""
-    corner = torch.rand(batch, count, 2, generator=generator, device=device) * (1 - size)
+    """Random patch boxes in relative coordinates, (B, count, 4) as (y0, x0, y1, x1).
+
+    inside: every box lies in the map, [0, 1]; a cell at the map's edge is then covered less
+    often than a central one (on a 16x16 map at size 1/4, a cell in the middle of an edge
+    about 1/8 as often, a corner cell about 1/64).
+    uniform: boxes may hang over the edge (the map clips them), so that every cell is covered
+    equally often."""
+    draw = torch.rand(batch, count, 2, generator=generator, device=device)
+    corner = draw * (1 + size) - size if placement == "uniform" else draw * (1 - size)
     return torch.cat([corner, corner + size], dim=-1)
 
 
@@ -41,6 +53,7 @@ def add_feature_noise(
     patch_size: float,
     patch_count: int,
     generator: torch.Generator,
+    placement: str = "inside",
 ) -> list[torch.Tensor]:
     """Noisy copies of per-level features [(B, C_l, H_l, W_l)]; the inputs are not modified."""
     if sigma <= 0 or prob <= 0:
@@ -49,7 +62,7 @@ def add_feature_noise(
     chosen = (torch.rand(batch, generator=generator, device=device) < prob).float()
     boxes = None
     if mask == "patches":
-        boxes = patch_masks(batch, patch_count, patch_size, generator, device)
+        boxes = patch_masks(batch, patch_count, patch_size, generator, device, placement)
     noisy = []
     for f in feats:
         rms = f.detach().pow(2).mean().sqrt()

@@ -56,6 +56,23 @@ def test_patch_masks_cover_the_same_relative_place_on_every_level():
     assert not torch.allclose(centres[1][0], centres[1][1], atol=1 / 8)  # samples differ
 
 
+@pytest.mark.parametrize("placement", ["inside", "uniform"])
+def test_patch_placement_decides_how_often_the_maps_edge_is_erased(placement):
+    f = torch.ones(4000, 1, 16, 16)
+    (noisy,) = _noise([f], mask="patches", patch_size=0.25, placement=placement)
+    hit = (noisy != f).float().mean(dim=(0, 1))  # (16, 16): how often each cell is erased
+    centre, edge, corner = (
+        float(hit[6:10, 6:10].mean()),
+        float(hit[0, 6:10].mean()),
+        float(hit[0, 0]),
+    )
+    if placement == "uniform":  # a corner drawn in [-1/4, 1]^2 covers a cell 1/25 of the time
+        assert edge == pytest.approx(centre, rel=0.15) and corner == pytest.approx(centre, rel=0.3)
+        assert centre == pytest.approx((0.25 / 1.25) ** 2, rel=0.1)
+    else:  # per axis a central cell is covered 1/3 of the time, an edge cell 1/24
+        assert edge < centre / 5 and corner < centre / 20
+
+
 def test_replace_mode_erases_the_patch_and_keeps_the_rest():
     f = 5.0 + torch.randn(64, 8, 32, 32, generator=torch.Generator().manual_seed(2))
     (added,) = _noise([f], seed=3, mask="patches", sigma=1.0)

@@ -42,6 +42,11 @@ class NoiseConfig(Section):
     )
     patch_size: float = Field(0.125, gt=0, le=1, description="patch side, fraction of the map")
     patch_count: int = Field(4, ge=1, le=64)
+    placement: Literal["inside", "uniform"] = Field(
+        "inside",
+        description="inside: patches lie within the map (edge cells are erased less often); "
+        "uniform: patches may hang over the edge, every cell erased equally often",
+    )
     prob: float = Field(1.0, ge=0, le=1, description="probability a sample is noised")
 
 
