@@ -111,6 +111,20 @@ def test_synthetic_defects_reach_the_border_as_real_ones_do():
     assert touching_edge > 0.1 * draws
 
 
+def test_synthetic_defects_span_small_to_large_as_real_ones_do():
+    """Real defects run from a scratch to a missing part; a validation set of one size cannot
+    tell a model that finds small defects from one whose maps spread beyond large ones."""
+    size = 128
+    base = np.full((size, size, 3), 120, np.uint8)
+    other = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    shares = np.array(
+        [add_defect(base, other, "noise", np.random.default_rng(i))[1].mean() for i in range(200)]
+    )
+    assert (shares < 0.01).mean() > 0.15  # small: under 1% of the image
+    assert (shares > 0.08).mean() > 0.15  # large: bottle's real defects cover 5.7% (median)
+    assert 0.01 < np.median(shares) < 0.08
+
+
 def test_twins_cycle_through_the_kinds_and_are_seeded():
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     twins, masks, kinds = defective_twins(images, seed=0)
