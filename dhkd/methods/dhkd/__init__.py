@@ -27,8 +27,12 @@ METHOD = MethodInfo(
         # level's map is divided by its mean on train images before the sum (the 16x16 level's
         # squared distances run larger than the 32x32 level's, which finds more of the defects
         # at the image border; validation pixel AUROC higher on 8 of ten categories, equal on 2).
+        # A teacher of 4 couplings rather than 8: chosen on a validation fold of the real test
+        # images of the same ten categories (selection test_fold: AU-PRO higher on 8 of ten, and
+        # the reported fold agreed on 9), where the synthetic defects rank teacher depth the other
+        # way (reports/README.md, "Does synthetic validation choose as real defects would?").
         "quick": {
-            "teacher": {"depth": 8, "epochs": 5},
+            "teacher": {"depth": 4, "epochs": 5},
             "noise": {"mask": "patches", "mode": "replace", "sigma": 1.0, "patch_size": 0.25},
             "optim": {"min_epoch_samples": 64, "max_epoch_samples": 80},
             "score": {"pooling": "topk", "level_norm": "train_mean"},
