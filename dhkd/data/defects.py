@@ -9,17 +9,17 @@ defective twin made here. Three kinds, one per twin (cycled over the held-out im
 - "noise":    a blob of smooth colour noise blended over the image;
 - "cutpaste": a patch of the same image moved to another place (and flipped).
 
-Regions are random polygons (7 to 10 jittered vertices) whose radius is a fraction of the image
-side drawn log-uniformly from 0.04 to 0.35 (about 0.3% to 20% of the image's area, the spread of
-real defects from a scratch to a missing part), centred anywhere in the frame. Version 2 drew
-the radius uniformly from 0.05 to 0.12, a median of 1.2% of the area where bottle's real defects
-cover 5.7% and cookie's 2.7%, so a model whose maps spread beyond a large defect lost nothing on
-it. Real defects touch the border too (on textures as often as anywhere else), and a validation
-set that never puts one there cannot choose a model that finds them (version 1 kept centres in
-the middle 60% of each side, so no defect reached the outer 8% of the image). The mask is
-exactly the set of pixels the defect changed: pixels of the region that stay identical (to the
-uint8 grey level) are not part of it. Randomness comes from one numpy Generator per image, so a
-(seed, image) pair fixes the result.
+Regions are random polygons (7 to 10 jittered vertices) whose radius is a fraction of the image side
+drawn log-uniformly from 0.04 to 0.35 (about 0.3% to 20% of the image's area, the spread of real
+defects from a scratch to a missing part), centred anywhere in the frame. Version 2 drew the radius
+uniformly from 0.05 to 0.12, a median of 1.2% of the area where bottle's real defects cover 5.7% and
+cookie's 2.7%, so a model whose maps spread beyond a large defect lost nothing on it (the change did
+not make validation rank the teacher's depth as real defects do: reports/README.md). Real defects
+touch the border too (on textures as often as anywhere else), and a validation set that never puts
+one there cannot choose a model that finds them (version 1 kept centres in the middle 60% of each
+side, so no defect reached the outer 8% of the image). The mask is exactly the set of pixels the
+defect changed: pixels of the region that stay identical (to the uint8 grey level) are not part of
+it. Randomness comes from one numpy Generator per image, so a (seed, image) pair fixes the result.
 """
 
 from __future__ import annotations
