@@ -26,7 +26,6 @@ from torch import nn
 from dhkd.errors import DhkdError
 from dhkd.features import frozen_backbone
 from dhkd.inference import Predictor
-from dhkd.models.anomaly_map import score_maps
 
 MAP_TOLERANCE = 1e-4  # onnxruntime vs PyTorch, the same float32 graph
 CACHE_TOLERANCE = 1e-2  # vs `dhkd predict`: float32 vs float16-rounded features
@@ -41,13 +40,10 @@ class ImageToScore(nn.Module):
         unit = predictor.unit
         self.backbone = frozen_backbone(unit.cfg, torch.device("cpu"))
         self.model = unit.model
-        self._maps, self._rescale = unit.maps_from, unit.rescale
-        self.size = unit.cfg.data.image_size
-        self.score = unit.cfg.score.fusion_args()
+        self._maps, self._score = unit.maps_from, unit.score
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        maps = self._rescale(self._maps(image, self.backbone(image)))
-        out = score_maps(maps, self.size, **self.score)
+        out = self._score(self._maps(image, self.backbone(image)))
         return out.pred_score, out.anomaly_map
 
 

@@ -222,6 +222,14 @@ class MethodUnit(ABC):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
 
+    def score(self, maps: list[torch.Tensor]):
+        """Per-level maps -> the image scores and fused anomaly map (models.anomaly_map.score_maps)
+        under cfg.score, each level first divided by its level_scale: what evaluation, `dhkd
+        predict` and the ONNX export all score with."""
+        return score_maps(
+            self.rescale(maps), self.cfg.data.image_size, **self.cfg.score.fusion_args()
+        )
+
     @torch.no_grad()
     def predict(self, split: CachedSplit, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """An evaluated split -> image scores (N,) and anomaly maps (N, S, S), float32 numpy."""
@@ -230,11 +238,7 @@ class MethodUnit(ABC):
         n = len(split.labels)
         for start in range(0, n, batch_size):
             idx = torch.arange(start, min(start + batch_size, n))
-            out = score_maps(
-                self.rescale(self.level_maps(split, idx)),
-                self.cfg.data.image_size,
-                **self.cfg.score.fusion_args(),
-            )
+            out = self.score(self.level_maps(split, idx))
             scores.append(out.pred_score.float().cpu())
             maps.append(out.anomaly_map.float().cpu())
         return torch.cat(scores).numpy(), torch.cat(maps).numpy()
