@@ -26,7 +26,7 @@ def test_a_config_holds_the_shared_sections_and_its_methods_only(method, preset)
 
 
 def test_presets_keep_their_method_values():
-    assert load_config("quick").teacher.depth == 4 and load_config("quick").teacher.epochs == 5
+    assert load_config("quick").teacher.depth == 4 and load_config("quick").teacher.epochs == 3
     assert load_config("paper").teacher.epochs == 40
     tiny = load_config("tiny")
     assert (tiny.teacher.depth, tiny.teacher.epochs, tiny.student.blocks) == (2, 1, 1)
