@@ -5,11 +5,13 @@
 
 Each (category, method) runs `dhkd.train.fit` in its own process, so that peak memory and CPU
 time belong to that run alone: wall time and CPU time (user + system) of the fit, its feature /
-train / evaluation seconds, the process's peak resident memory, and image AUROC, pixel AUROC and
-AU-PRO on the category's test images (val_*: on the images its selection protocol validates
-on). --features cold (default) starts every run from an empty feature cache, so the backbone
-pass is part of its time, as in a first `dhkd train`; warm extracts the features once per
-category beforehand and times the methods on cached features.
+train / evaluation seconds and the seconds of the validation passes at earlier epochs (every
+optim.eval_every: the learning curve a study's scheduler reads), the process's peak resident
+memory, and image AUROC, pixel AUROC and AU-PRO on the category's test images (val_*: on the
+images its selection protocol validates on). --features cold (default) starts every run from
+an empty feature cache, so the backbone pass is part of its time, as in a first `dhkd train`;
+warm extracts the features once per category beforehand and times the methods on cached
+features.
 A category is looked up in the --data roots in order (default: ../shared/data/mvtec_ad and
 ../shared/data/lookout_cookie next to the checkout). Writes
 benchmarks/results/methods_<preset>.json (or --out) with the machine's load average before and
@@ -70,6 +72,7 @@ def run_one(method: str, preset: str, root: str, category: str, cache_dir: str) 
         "feature_s": result["feature_seconds"],
         "train_s": result["train_seconds"],
         "eval_s": result["eval_seconds"],
+        "monitor_s": result["monitor_seconds"],
         "peak_rss_mb": after.ru_maxrss / 1024,
         "threads": torch.get_num_threads(),
         "selection": cfg.selection.protocol,
@@ -139,7 +142,8 @@ def main(argv: list[str] | None = None) -> dict:
                 rows.append(row)
                 print(
                     f"{category:10s} {method:5s} wall {row['wall_s']:7.1f} s (features "
-                    f"{row['feature_s']:.1f}, train {row['train_s']:.1f}, eval {row['eval_s']:.1f})"
+                    f"{row['feature_s']:.1f}, train {row['train_s']:.1f}, eval {row['eval_s']:.1f}"
+                    f", earlier validation {row['monitor_s']:.1f})"
                     f"  cpu {row['cpu_s']:7.1f} s  peak RSS {row['peak_rss_mb']:6.0f} MB  "
                     + " / ".join(f"{row[m]:.3f}" for m in METRICS)
                     + f"  (load {load_before:.1f})",

@@ -252,9 +252,10 @@ def fit_units(
     returns the training state (epoch 0), so that a resumed run does not train that stage again.
 
     Returns {"metrics" ("val/..." and "test/..." keys), "units", "selection", "train_seconds",
-    "eval_seconds", "feature_seconds", "peak_rss_mb", ["peak_gpu_mb"], "epochs", "stage_losses"
-    (per earlier stage, "train/<loss>": its epoch losses, e.g. dhkd's train/teacher_nll)}; see
-    TRAIN_API in the docs for the keys.
+    "eval_seconds" (the last validation pass and the test pass), "monitor_seconds" (the
+    validation passes of earlier epochs, every optim.eval_every), "feature_seconds",
+    "peak_rss_mb", ["peak_gpu_mb"], "epochs", "stage_losses" (per earlier stage,
+    "train/<loss>": its epoch losses, e.g. dhkd's train/teacher_nll)}.
     """
     if not units:
         raise DataError("no (category, seed) units to train")
@@ -290,12 +291,16 @@ def fit_units(
     validation = {cat: d.validation for cat, d in data.items()}
     val_maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     val_rows: list[dict] = []
+    monitor_seconds = 0.0  # validation passes before the last epoch (the learning curve)
 
     def on_epoch(epoch: int, loss: float) -> dict[str, float]:
-        nonlocal val_rows
+        nonlocal val_rows, monitor_seconds
         metrics = {TRAIN_LOSS: loss}
         if epoch % cfg.optim.eval_every == 0 or epoch == last.epochs:
+            start = time.perf_counter()
             val_rows = _evaluate(trainers, validation, val_maps)
+            if epoch != last.epochs:
+                monitor_seconds += time.perf_counter() - start
             metrics.update(_summarise(val_rows, VAL))
         if callback is not None:
             callback(EpochReport(epoch, metrics, state))
@@ -331,6 +336,7 @@ def fit_units(
         "selection": selection_info(cfg),
         "train_seconds": sum(u.train_seconds for u in trainers),
         "eval_seconds": sum(r["eval_seconds"] for r in rows),
+        "monitor_seconds": monitor_seconds,
         "feature_seconds": feature_seconds,
         "epochs": last.epochs,
         "stage_losses": stage_losses,

@@ -42,6 +42,7 @@ def test_fit_units_reports_each_epoch_and_means(synthetic_root, cache, tmp_path)
     assert "val/image_auroc" not in reports[0].metrics
     assert "val/widget/image_auroc" in reports[1].metrics
     assert not any(k.startswith("test/") for r in reports for k in r.metrics)  # test: once, after
+    assert result["monitor_seconds"] > 0  # the validation pass at epoch 2, before the last
     m = result["metrics"]
     for key in METRIC_KEYS:
         assert 0.0 <= m[f"test/{key}"] <= 1.0 and 0.0 <= m[f"val/{key}"] <= 1.0
@@ -245,6 +246,7 @@ def test_teacher_nll_is_reported_each_teacher_epoch(synthetic_root, cache, capsy
     nll = result["stage_losses"]["train/teacher_nll"]
     assert len(nll) == 3 and all(math.isfinite(v) for v in nll)
     assert nll[-1] < nll[0]  # the flow's NLL falls as the teacher trains
+    assert result["monitor_seconds"] == 0.0  # one student epoch: its validation is the last
     lines = capsys.readouterr().err.splitlines()
     shown = [float(x.split("teacher_nll=")[1]) for x in lines if x.startswith("[teacher]")]
     assert shown == pytest.approx(nll, abs=1e-4)

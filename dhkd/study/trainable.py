@@ -199,7 +199,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         value = objective_value(result["metrics"], context.metric, categories)
         if value is not None:
             final_metrics[OBJECTIVE] = value
-        for key in ("train_seconds", "eval_seconds", "feature_seconds"):
+        for key in ("train_seconds", "eval_seconds", "monitor_seconds", "feature_seconds"):
             if key in result:
                 final_metrics[key] = float(result[key])
         final_metrics.update(usage())
