@@ -297,10 +297,9 @@ def fit_units(
         nonlocal val_rows, monitor_seconds
         metrics = {TRAIN_LOSS: loss}
         if epoch % cfg.optim.eval_every == 0 or epoch == last.epochs:
-            start = time.perf_counter()
             val_rows = _evaluate(trainers, validation, val_maps)
             if epoch != last.epochs:
-                monitor_seconds += time.perf_counter() - start
+                monitor_seconds += sum(r["eval_seconds"] for r in val_rows)
             metrics.update(_summarise(val_rows, VAL))
         if callback is not None:
             callback(EpochReport(epoch, metrics, state))
