@@ -115,8 +115,8 @@ def test_quick_preset_dhkd_erases_patches_and_gives_every_category_similar_epoch
     cfg = load_config("quick")
     assert (cfg.noise.mask, cfg.noise.mode, cfg.noise.sigma) == ("patches", "replace", 1.0)
     assert (cfg.optim.min_epoch_samples, cfg.optim.max_epoch_samples) == (64, 80)
-    assert (cfg.teacher.epochs, cfg.optim.epochs) == (3, 30)  # the other methods keep 20
-    assert load_config("quick", overrides={"method": "bikd"}).optim.epochs == 20
+    assert (cfg.teacher.epochs, cfg.optim.epochs) == (3, 30)
+    assert load_config("quick", overrides={"method": "bikd"}).optim.epochs == 30
     paper = load_config("paper")  # METHOD.md's noise: added to the whole map
     assert (paper.noise.mask, paper.noise.mode, paper.optim.min_epoch_samples) == ("full", "add", 0)
     assert paper.optim.epochs == 100
