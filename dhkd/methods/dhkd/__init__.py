@@ -35,7 +35,7 @@ METHOD = MethodInfo(
         # and 7 of ten at seeds 0 and 1, mean +0.25 and +0.26; reports/README.md, "Choosing on
         # a validation fold of real defects"). Thirty student epochs rather than twenty (150
         # steps rather than 100), on the same validation fold: AU-PRO higher on 8 and 9 of ten
-        # at seeds 0 and 1 (mean +0.27 and +0.51), at a third more time a run.
+        # at seeds 0 and 1 (mean +0.27 and +0.51), at 38% more time a run.
         "quick": {
             "teacher": {"depth": 4, "epochs": 3},
             "noise": {"mask": "patches", "mode": "replace", "sigma": 1.0, "patch_size": 0.25},
