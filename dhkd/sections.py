@@ -81,6 +81,11 @@ class OptimConfig(Section):
         "min_epoch_samples, every category gets the same number of steps whatever its size",
     )
     lr: float = Field(1e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant",
+        description="learning rate over the epochs of the last stage: constant, or cosine "
+        "(epoch e of E trains at lr * (1 + cos(pi * (e - 1) / E)) / 2)",
+    )
     weight_decay: float = Field(1e-5, ge=0)
     eval_every: int = Field(
         5, ge=1, description="evaluate (and report) every N epochs of the last stage"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
@@ -14,7 +15,7 @@ from dhkd.cli import main
 from dhkd.config import load_config
 from dhkd.errors import ConfigError, DataError, TrainingError
 from dhkd.features import CachedSplit, FeatureCache
-from dhkd.methods.base import batches
+from dhkd.methods.base import batches, epoch_lr
 from dhkd.methods.registry import make_unit
 from dhkd.train import fit, fit_units
 
@@ -111,6 +112,32 @@ def test_min_epoch_samples_lengthens_the_last_stage_only(method):
     assert len(unit.epoch_batches(last_stage=False)) == 2  # dhkd's teacher: one pass
 
 
+def test_epoch_lr_is_constant_or_a_half_cosine_over_the_last_stage():
+    assert [epoch_lr(0.01, "constant", e, 4) for e in (1, 4)] == [0.01, 0.01]
+    rates = [epoch_lr(0.01, "cosine", e, 4) for e in range(1, 5)]
+    assert rates[0] == 0.01 and rates[2] == pytest.approx(0.005)
+    assert rates[3] == pytest.approx(0.01 * (1 + math.cos(0.75 * math.pi)) / 2) and rates[3] > 0
+    assert all(a > b for a, b in itertools.pairwise(rates))
+
+
+@pytest.mark.parametrize("method", ["dhkd", "bikd"])
+def test_lr_schedule_sets_the_rate_of_every_last_stage_epoch(method, synthetic_root, cache):
+    cfg = load_config(
+        "tiny", overrides={"method": method, "optim.epochs": 3, "optim.lr_schedule": "cosine"}
+    )
+    seen = []
+
+    def record(report):
+        (unit_state,) = report.state()["units"]
+        optimiser = unit_state["student_opt" if method == "dhkd" else "optimizer"]
+        seen.append(optimiser["param_groups"][0]["lr"])
+
+    units = [("widget", 0)]
+    fit_units(cfg, synthetic_root, units, callback=record, feature_cache=cache, progress=False)
+    assert seen == pytest.approx([epoch_lr(cfg.optim.lr, "cosine", e, 3) for e in (1, 2, 3)])
+    assert seen[0] == cfg.optim.lr > seen[1] > seen[2] > 0
+
+
 def test_quick_preset_dhkd_erases_patches_and_gives_every_category_similar_epochs():
     cfg = load_config("quick")
     assert (cfg.noise.mask, cfg.noise.mode, cfg.noise.sigma) == ("patches", "replace", 1.0)
@@ -122,8 +149,11 @@ def test_quick_preset_dhkd_erases_patches_and_gives_every_category_similar_epoch
     assert paper.optim.epochs == 100
 
 
-def test_resume_from_state_continues_and_matches_uninterrupted_run(synthetic_root, cache, tmp_path):
-    cfg = load_config("tiny", overrides={"optim.epochs": 3})
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_from_state_continues_and_matches_uninterrupted_run(
+    schedule, synthetic_root, cache, tmp_path
+):
+    cfg = load_config("tiny", overrides={"optim.epochs": 3, "optim.lr_schedule": schedule})
     units = [("stripes", 0)]
     full = fit_units(cfg, synthetic_root, units, feature_cache=cache, progress=False)
 

@@ -29,6 +29,7 @@ existed loads with ones, which is what it was evaluated with.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
 
@@ -69,6 +70,15 @@ def batches(
     if len(out) > 1 and len(out[-1]) == 1:
         out[-2] = torch.cat([out[-2], out.pop()])
     return out
+
+
+def epoch_lr(lr: float, schedule: str, epoch: int, epochs: int) -> float:
+    """The learning rate of epoch `epoch` (1-based) of a last stage of `epochs` epochs under
+    optim.lr_schedule: `lr` throughout ("constant"), or a half cosine from `lr` at the first
+    epoch down towards 0 ("cosine"; the last epoch trains at lr * (1 + cos(pi (E-1)/E)) / 2)."""
+    if schedule == "constant":
+        return lr
+    return lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs))
 
 
 def check_finite(loss: torch.Tensor, where: str, advice: str = "lower optim.lr") -> float:
@@ -184,6 +194,14 @@ class MethodUnit(ABC):
             )
             total = sums if total is None else total + sums
         getattr(self.model, LEVEL_SCALE).copy_((total / len(rows)).clamp_min(1e-12))
+
+    def set_epoch_lr(self, optimizer: torch.optim.Optimizer, epoch: int) -> None:
+        """Give `optimizer` the rate of last-stage epoch `epoch` (optim.lr_schedule). A function
+        of the epoch alone, so a resumed run goes on with the schedule where it stopped."""
+        optim = self.cfg.optim
+        lr = epoch_lr(optim.lr, optim.lr_schedule, epoch, optim.epochs)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
 
     def stage_done(self, stage: str) -> bool:
         return stage in self.done_stages

@@ -123,6 +123,7 @@ class BiKDUnit(MethodUnit):
 
     def run_epoch(self, stage: str, epoch: int) -> float:
         self.model.train()
+        self.set_epoch_lr(self.optimizer, epoch)
         losses, parts = [], {}
         for idx in self.epoch_batches():
             images = self._images(self.train_images, idx)

@@ -100,6 +100,7 @@ class DHKDUnit(MethodUnit):
 
     def _student_epoch(self, epoch: int) -> float:
         self.model.student.train()
+        self.set_epoch_lr(self.student_opt, epoch)
         losses = []
         for idx in self.epoch_batches():
             with self._autocast():
