@@ -1,0 +1,286 @@
+"""Score a trained run again under other `score` settings, without training it again.
+
+How an image's per-level maps become its anomaly map and its score (fusion, smoothing,
+pooling) acts after the model, so one trained run answers for every such setting. For each
+unit of a run (category, seed) the level maps of its validation and test images are computed
+once, as evaluation computes them; each setting then fuses, smooths and pools them, and the
+metrics of both folds are taken. The run's own setting is scored first and must give the
+numbers its metrics.json logged: when it does not, the data, code or device changed since the
+run (`dhkd reproduce` tells which), and the scan says so.
+
+A setting is chosen on the validation images of the run's selection protocol; the test
+columns are what it would report, shown beside it, never the ground for the choice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+
+from dhkd.config import describe_validation_error, parse_overrides
+from dhkd.errors import ConfigError, DataError
+from dhkd.metrics import evaluate_maps
+from dhkd.models.anomaly_map import score_maps
+from dhkd.sections import ScoreConfig
+from dhkd.train import METRICS
+
+SCANNED = ("fusion", "smoothing_sigma", "pooling", "topk_fraction")
+DEFAULT_GRID: dict[str, list[Any]] = {
+    "smoothing_sigma": [0.0, 2.0, 4.0, 6.0, 8.0],
+    "pooling": ["max", "mean", "topk"],
+    "topk_fraction": [0.01, 0.03, 0.05, 0.1],
+}
+AS_TRAINED = "as trained"
+SHORT = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pixel_aupro": "AU-PRO"}
+LOGGED_TOLERANCE = 1e-6
+BATCH_SIZE = 32  # as MethodUnit.predict batches evaluation
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """["score.smoothing_sigma=2,4,6", "score.pooling=max"] -> {"smoothing_sigma": [2, 4, 6],
+    "pooling": ["max"]}; each value is checked as `score` checks it."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        name = key.strip().removeprefix("score.")
+        if not sep or not raw.strip():
+            raise ConfigError(
+                f"grid '{item}' must look like score.KEY=V1,V2,..., e.g. "
+                "score.smoothing_sigma=2,4,6"
+            )
+        if name not in SCANNED:
+            raise ConfigError(
+                f"grid key '{key.strip()}' cannot be scanned after training; choose from "
+                + ", ".join(f"score.{k}" for k in SCANNED)
+                + " (score.level_norm is calibrated while training)"
+            )
+        values = [parse_overrides([f"v={v.strip()}"])["v"] for v in raw.split(",")]
+        for value in values:
+            try:
+                ScoreConfig.model_validate({name: value})
+            except ValidationError as exc:
+                raise ConfigError(
+                    describe_validation_error(exc).replace("'" + name, "'score." + name)
+                ) from None
+        grid[name] = list(dict.fromkeys(values))
+    return grid
+
+
+def grid_settings(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The cross product of the grid as overrides of the run's own `score`, without
+    duplicates: topk_fraction is dropped where the pooling is not topk."""
+    keys = list(grid)
+    out: list[dict[str, Any]] = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        over = dict(zip(keys, values, strict=True))
+        if over.get("pooling", "topk") != "topk":
+            over.pop("topk_fraction", None)
+        if over not in out:
+            out.append(over)
+    return out
+
+
+def setting_label(over: dict[str, Any]) -> str:
+    if not over:
+        return AS_TRAINED
+    names = {"smoothing_sigma": "sigma", "topk_fraction": "top"}
+    return " ".join(f"{names.get(k, k)}={v}" for k, v in over.items())
+
+
+@dataclass
+class UnitScan:
+    """One unit of a run under every setting: {label: {"val/<metric>": v, "test/<metric>": v}}."""
+
+    run: str
+    category: str
+    seed: int
+    selection: str
+    logged: dict[str, float]
+    results: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def logged_gap(self) -> float:
+        """Largest difference between the as-trained scores and the run's logged metrics."""
+        own = self.results[AS_TRAINED]
+        return max((abs(own[k] - v) for k, v in self.logged.items()), default=0.0)
+
+
+def _logged_unit(metrics: dict[str, Any], category: str, seed: int) -> dict[str, float]:
+    for u in metrics.get("units", []):
+        if (u["category"], int(u["seed"])) == (category, seed):
+            out = {f"test/{m}": float(u[m]) for m in METRICS if m in u}
+            out.update({f"val/{m}": float(v) for m, v in (u.get("val") or {}).items()})
+            return {k: v for k, v in out.items() if k.split("/")[1] in METRICS}
+    return {}
+
+
+@torch.no_grad()
+def _level_maps(unit, split) -> list[list[torch.Tensor]]:
+    """Per batch, the unit's rescaled per-level maps (what its `score` fuses)."""
+    unit.model.eval()
+    n = len(split.labels)
+    return [
+        unit.rescale(unit.level_maps(split, torch.arange(s, min(s + BATCH_SIZE, n))))
+        for s in range(0, n, BATCH_SIZE)
+    ]
+
+
+def _evaluate(batches, split, size: int, score: dict[str, Any]) -> dict[str, float]:
+    outs = [score_maps(b, size, **score) for b in batches]
+    maps = torch.cat([o.anomaly_map.float().cpu() for o in outs]).numpy()
+    scores = torch.cat([o.pred_score.float().cpu() for o in outs]).numpy()
+    values = evaluate_maps(maps, split.masks, image_scores=scores)
+    return {m: float(values[m]) for m in METRICS}
+
+
+def scan_run(
+    folder: str | Path,
+    settings: list[dict[str, Any]],
+    data_root: str | Path | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> list[UnitScan]:
+    """Every unit of the `dhkd train` output folder under the run's own score and `settings`."""
+    from dhkd.config import build_config
+    from dhkd.features import default_feature_cache
+    from dhkd.inference import Predictor
+    from dhkd.train import CategoryData
+    from dhkd.weights import load_weights
+
+    folder = Path(folder)
+    weights = load_weights(folder / "checkpoint.pt")
+    metrics_file = folder / "metrics.json"
+    if not metrics_file.is_file():
+        raise DataError(f"{folder} holds no metrics.json: pass the --out folder of `dhkd train`")
+    metrics = json.loads(metrics_file.read_text())
+    cfg = build_config(weights["config"])
+    fp = weights.get("fingerprint") or {}
+    root = Path(data_root or (fp.get("data") or {}).get("root", ""))
+    if not root.is_dir():
+        raise DataError(
+            f"the run's data root {root} does not exist here; pass --data ROOT of the same dataset"
+        )
+    selection = (metrics.get("selection") or {}).get("label") or cfg.selection.protocol
+    size = cfg.data.image_size
+    base = cfg.score.fusion_args()
+    scans, data = [], {}
+    for entry in weights["units"]:
+        category, seed = str(entry["category"]), int(entry["seed"])
+        start = time.perf_counter()
+        unit = Predictor.from_weights(weights, category, seed, device).unit
+        if category not in data:
+            data[category] = CategoryData(
+                cfg, root, category, default_feature_cache(), torch.device(device)
+            )
+        scan = UnitScan(
+            str(folder), category, seed, selection, _logged_unit(metrics, category, seed)
+        )
+        folds = (("val", data[category].validation), ("test", data[category].test()))
+        for fold, split in folds:
+            batches = _level_maps(unit, split)
+            for over in [{}, *settings]:
+                values = _evaluate(batches, split, size, {**base, **over})
+                row = scan.results.setdefault(setting_label(over), {})
+                row.update({f"{fold}/{m}": v for m, v in values.items()})
+        scans.append(scan)
+        if progress:
+            took = time.perf_counter() - start
+            print(
+                f"rescored {folder}: {category}/seed{seed}, {len(settings)} settings, {took:.1f} s"
+            )
+    return scans
+
+
+@dataclass
+class SettingSummary:
+    label: str
+    means: dict[str, float]  # "<fold>/<metric>" -> mean over units
+    higher: dict[str, int]  # units above their as-trained value
+    lower: dict[str, int]
+
+
+def summarise(scans: list[UnitScan]) -> list[SettingSummary]:
+    """Per setting, the mean over units of each metric and how many units it raised or
+    lowered against their as-trained setting."""
+    if not scans:
+        return []
+    out = []
+    for label in scans[0].results:
+        keys = scans[0].results[label]
+        means, higher, lower = {}, {}, {}
+        for k in keys:
+            vals = np.array([s.results[label][k] for s in scans])
+            own = np.array([s.results[AS_TRAINED][k] for s in scans])
+            means[k] = float(vals.mean())
+            higher[k] = int((vals > own + 1e-12).sum())
+            lower[k] = int((vals < own - 1e-12).sum())
+        out.append(SettingSummary(label, means, higher, lower))
+    return out
+
+
+def best_on_validation(summary: list[SettingSummary]) -> dict[str, str]:
+    """{metric: label of the setting with the highest mean validation value} (the first of
+    equals, so the as-trained setting wins a tie)."""
+    best = {}
+    for m in METRICS:
+        top = max(s.means[f"val/{m}"] for s in summary)
+        best[m] = next(s.label for s in summary if s.means[f"val/{m}"] == top)
+    return best
+
+
+def format_scan(scans: list[UnitScan], summary: list[SettingSummary]) -> str:
+    n = len(scans)
+    selections = sorted({s.selection for s in scans})
+    lines = [
+        f"{n} unit(s); validation: {'; '.join(selections)}",
+        "mean over units, % (units higher / lower than as trained); choose on the val columns",
+    ]
+    heads = [f"{fold} {SHORT[m]}" for fold in ("val", "test") for m in METRICS]
+    width = max(len(s.label) for s in summary)
+    lines.append(f"{'setting':<{width}}  " + "  ".join(f"{h:>16}" for h in heads))
+    for s in summary:
+        cells = []
+        for fold in ("val", "test"):
+            for m in METRICS:
+                k = f"{fold}/{m}"
+                cells.append(f"{100 * s.means[k]:.2f} ({s.higher[k]}/{s.lower[k]})")
+        lines.append(f"{s.label:<{width}}  " + "  ".join(f"{c:>16}" for c in cells))
+    best = best_on_validation(summary)
+    lines.append("best on validation: " + "; ".join(f"{SHORT[m]}: {v}" for m, v in best.items()))
+    for s in scans:
+        if s.logged and s.logged_gap > LOGGED_TOLERANCE:
+            lines.append(
+                f"warning: {s.run} {s.category}/seed{s.seed} scores {s.logged_gap:.2e} away from "
+                "its logged metrics as trained: the data, code or device changed since the "
+                "run (`dhkd reproduce` tells which)"
+            )
+    return "\n".join(lines)
+
+
+def scan_to_json(scans: list[UnitScan], summary: list[SettingSummary]) -> dict[str, Any]:
+    return {
+        "units": [
+            {
+                "run": s.run,
+                "category": s.category,
+                "seed": s.seed,
+                "selection": s.selection,
+                "logged_gap": s.logged_gap if s.logged else None,
+                "results": s.results,
+            }
+            for s in scans
+        ],
+        "summary": [
+            {"setting": s.label, "mean": s.means, "higher": s.higher, "lower": s.lower}
+            for s in summary
+        ],
+        "best_on_validation": best_on_validation(summary) if summary else {},
+    }
