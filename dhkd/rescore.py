@@ -103,23 +103,77 @@ class UnitScan:
     category: str
     seed: int
     selection: str
-    logged: dict[str, float]
     results: dict[str, dict[str, float]] = field(default_factory=dict)
+    # largest difference between the as-trained scores and what the run logged (of this unit,
+    # or of its category's mean over seeds for a study trial); None where nothing was logged
+    logged_gap: float | None = None
 
-    @property
-    def logged_gap(self) -> float:
-        """Largest difference between the as-trained scores and the run's logged metrics."""
-        own = self.results[AS_TRAINED]
-        return max((abs(own[k] - v) for k, v in self.logged.items()), default=0.0)
+
+def _gap(scores: list[dict[str, float]], logged: dict[str, float]) -> float | None:
+    """Largest |mean of the scores - logged value| over the logged keys."""
+    if not logged:
+        return None
+    return max(abs(float(np.mean([r[k] for r in scores])) - v) for k, v in logged.items())
 
 
 def _logged_unit(metrics: dict[str, Any], category: str, seed: int) -> dict[str, float]:
+    """A train folder's logged metrics of one unit (metrics.json "units")."""
     for u in metrics.get("units", []):
         if (u["category"], int(u["seed"])) == (category, seed):
             out = {f"test/{m}": float(u[m]) for m in METRICS if m in u}
             out.update({f"val/{m}": float(v) for m, v in (u.get("val") or {}).items()})
             return {k: v for k, v in out.items() if k.split("/")[1] in METRICS}
     return {}
+
+
+def _logged_category(metrics: dict[str, float], category: str) -> dict[str, float]:
+    """A study trial's logged metrics of one category ("<fold>/<category>/<metric>")."""
+    out = {}
+    for fold in ("val", "test"):
+        for m in METRICS:
+            key = f"{fold}/{category}/{m}"
+            if key in metrics:
+                out[f"{fold}/{m}"] = float(metrics[key])
+    return out
+
+
+@dataclass
+class _Source:
+    """Where a run's weights are and what it logged."""
+
+    label: str
+    checkpoint: Path
+    logged: Any  # (category, seed | None) -> {"<fold>/<metric>": value}
+    per_category: bool  # True: what was logged is each category's mean over its seeds
+    selection: str | None
+
+
+def _source(ref: str, workdir: str, tracking_uri: str | None) -> _Source:
+    """A `dhkd train` output folder, or the MLflow run id of a study trial that kept weights."""
+    folder = Path(ref)
+    if folder.is_dir():
+        metrics_file = folder / "metrics.json"
+        if not metrics_file.is_file():
+            raise DataError(
+                f"{folder} holds no metrics.json: pass the --out folder of `dhkd train`"
+            )
+        metrics = json.loads(metrics_file.read_text())
+        return _Source(
+            str(folder),
+            folder / "checkpoint.pt",
+            lambda cat, seed: _logged_unit(metrics, cat, seed),
+            False,
+            (metrics.get("selection") or {}).get("label"),
+        )
+    from dhkd.report.collect import DEFAULT_TRACKING_URI
+    from dhkd.study.provenance import fetch_weights, load_run
+
+    uri = tracking_uri or DEFAULT_TRACKING_URI
+    logged = load_run(ref, uri, workdir).metrics
+    checkpoint = fetch_weights(ref, uri, workdir)
+    return _Source(
+        f"run {ref}", checkpoint, lambda cat, _seed: _logged_category(logged, cat), True, None
+    )
 
 
 @torch.no_grad()
@@ -142,25 +196,31 @@ def _evaluate(batches, split, size: int, score: dict[str, Any]) -> dict[str, flo
 
 
 def scan_run(
-    folder: str | Path,
+    ref: str | Path,
     settings: list[dict[str, Any]],
     data_root: str | Path | None = None,
     device: str = "cpu",
     progress: bool = True,
+    tracking_uri: str | None = None,
 ) -> list[UnitScan]:
-    """Every unit of the `dhkd train` output folder under the run's own score and `settings`."""
+    """Every unit of a run (a `dhkd train` output folder or a study trial's MLflow run id)
+    under its own score and under each of `settings`."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="dhkd-rescore-") as workdir:
+        src = _source(str(ref), workdir, tracking_uri)
+        return _scan(src, settings, data_root, device, progress)
+
+
+def _scan(src: _Source, settings, data_root, device: str, progress: bool) -> list[UnitScan]:
     from dhkd.config import build_config
+    from dhkd.data.selection import protocol_label
     from dhkd.features import default_feature_cache
     from dhkd.inference import Predictor
     from dhkd.train import CategoryData
     from dhkd.weights import load_weights
 
-    folder = Path(folder)
-    weights = load_weights(folder / "checkpoint.pt")
-    metrics_file = folder / "metrics.json"
-    if not metrics_file.is_file():
-        raise DataError(f"{folder} holds no metrics.json: pass the --out folder of `dhkd train`")
-    metrics = json.loads(metrics_file.read_text())
+    weights = load_weights(src.checkpoint)
     cfg = build_config(weights["config"])
     fp = weights.get("fingerprint") or {}
     root = Path(data_root or (fp.get("data") or {}).get("root", ""))
@@ -168,7 +228,7 @@ def scan_run(
         raise DataError(
             f"the run's data root {root} does not exist here; pass --data ROOT of the same dataset"
         )
-    selection = (metrics.get("selection") or {}).get("label") or cfg.selection.protocol
+    selection = src.selection or protocol_label(cfg.selection.protocol)
     size = cfg.data.image_size
     base = cfg.score.fusion_args()
     scans, data = [], {}
@@ -180,9 +240,7 @@ def scan_run(
             data[category] = CategoryData(
                 cfg, root, category, default_feature_cache(), torch.device(device)
             )
-        scan = UnitScan(
-            str(folder), category, seed, selection, _logged_unit(metrics, category, seed)
-        )
+        scan = UnitScan(src.label, category, seed, selection)
         folds = (("val", data[category].validation), ("test", data[category].test()))
         for fold, split in folds:
             batches = _level_maps(unit, split)
@@ -190,12 +248,19 @@ def scan_run(
                 values = _evaluate(batches, split, size, {**base, **over})
                 row = scan.results.setdefault(setting_label(over), {})
                 row.update({f"{fold}/{m}": v for m, v in values.items()})
+        if not src.per_category:
+            scan.logged_gap = _gap([scan.results[AS_TRAINED]], src.logged(category, seed))
         scans.append(scan)
         if progress:
             took = time.perf_counter() - start
-            print(
-                f"rescored {folder}: {category}/seed{seed}, {len(settings)} settings, {took:.1f} s"
-            )
+            count = len(settings)
+            print(f"rescored {src.label}: {category}/seed{seed}, {count} settings, {took:.1f} s")
+    if src.per_category:
+        for category in data:
+            units = [s for s in scans if s.category == category]
+            gap = _gap([s.results[AS_TRAINED] for s in units], src.logged(category, None))
+            for s in units:
+                s.logged_gap = gap
     return scans
 
 
@@ -255,8 +320,13 @@ def format_scan(scans: list[UnitScan], summary: list[SettingSummary]) -> str:
         lines.append(f"{s.label:<{width}}  " + "  ".join(f"{c:>16}" for c in cells))
     best = best_on_validation(summary)
     lines.append("best on validation: " + "; ".join(f"{SHORT[m]}: {v}" for m, v in best.items()))
+    unchecked = [f"{s.run} {s.category}/seed{s.seed}" for s in scans if s.logged_gap is None]
+    if unchecked:
+        lines.append(
+            "no logged metrics to check the as-trained scores against: " + ", ".join(unchecked)
+        )
     for s in scans:
-        if s.logged and s.logged_gap > LOGGED_TOLERANCE:
+        if s.logged_gap is not None and s.logged_gap > LOGGED_TOLERANCE:
             lines.append(
                 f"warning: {s.run} {s.category}/seed{s.seed} scores {s.logged_gap:.2e} away from "
                 "its logged metrics as trained: the data, code or device changed since the "
@@ -273,7 +343,7 @@ def scan_to_json(scans: list[UnitScan], summary: list[SettingSummary]) -> dict[s
                 "category": s.category,
                 "seed": s.seed,
                 "selection": s.selection,
-                "logged_gap": s.logged_gap if s.logged else None,
+                "logged_gap": s.logged_gap,
                 "results": s.results,
             }
             for s in scans

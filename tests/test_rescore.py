@@ -46,7 +46,7 @@ def test_a_rescored_setting_equals_training_with_it(trained, synthetic_root, tmp
     )
     over = {"smoothing_sigma": 1.0, "topk_fraction": 0.05}
     (scan,) = scan_run(trained, [over], progress=False)
-    assert scan.logged and scan.logged_gap < 1e-6  # as trained = its metrics.json
+    assert scan.logged_gap is not None and scan.logged_gap < 1e-6  # = its metrics.json
     logged = json.loads((other / "metrics.json").read_text())["units"][0]
     got = scan.results[setting_label(over)]
     for metric in ("image_auroc", "pixel_auroc", "pixel_aupro"):

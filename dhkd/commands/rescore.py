@@ -9,7 +9,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "rescore",
         help="score trained runs again under other score.* settings, without retraining",
-        description="For each `dhkd train` output folder, compute the level maps of its "
+        description="For each run (a `dhkd train` output folder, or the MLflow run id of a "
+        "study trial that kept its weights), compute the level maps of its "
         "validation and test images once and score them under every combination of the "
         "--grid values (score.fusion, score.smoothing_sigma, score.pooling, "
         "score.topk_fraction), beside the run's own setting. Prints, per setting, the mean "
@@ -18,7 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "metrics: a warning says when it does not. Default grid: smoothing_sigma "
         "0,2,4,6,8 x pooling max,mean,topk x topk_fraction 0.01,0.03,0.05,0.1.",
     )
-    p.add_argument("runs", nargs="+", metavar="DIR", help="output folders of `dhkd train`")
+    p.add_argument(
+        "runs",
+        nargs="+",
+        metavar="DIR|RUN_ID",
+        help="output folders of `dhkd train` or MLflow run ids of study trials",
+    )
+    p.add_argument("--tracking-uri", default=None, help="MLflow URI (sqlite:///runs/mlflow.db)")
     p.add_argument(
         "--grid",
         action="append",
@@ -50,7 +57,14 @@ def run(args: argparse.Namespace) -> int:
     settings = grid_settings(parse_grid(args.grid) if args.grid else DEFAULT_GRID)
     scans = []
     for folder in args.runs:
-        scans += scan_run(folder, settings, args.data, args.device, progress=not args.quiet)
+        scans += scan_run(
+            folder,
+            settings,
+            args.data,
+            args.device,
+            progress=not args.quiet,
+            tracking_uri=args.tracking_uri,
+        )
     summary = summarise(scans)
     print(format_scan(scans, summary))
     if args.out:

@@ -146,6 +146,15 @@ def test_a_smoke_study_trial_reproduces_exactly(tmp_path, mlflow_template):
     assert len(rows) >= 6  # three metrics of each category
     assert all(abs(float(r[1]) - float(r[2])) <= TOLERANCE for r in rows)
 
+    # the kept weights answer for other score settings: their own setting scores as logged
+    scan = tmp_path / "scan.json"
+    assert main(["rescore", run.info.run_id, "--tracking-uri", uri, "--quiet",
+                 "--grid", "score.smoothing_sigma=2", "--out", str(scan)]) == 0  # fmt: skip
+    units = json.loads(scan.read_text())["units"]
+    assert {u["category"] for u in units} == {"stripes", "widget"}
+    checked = [u["logged_gap"] for u in units if u["logged_gap"] is not None]
+    assert checked and max(checked) <= TOLERANCE
+
     report = tmp_path / "report"
     assert main(["report", "qs", "--tracking-uri", uri, "--out", str(report), "--no-log"]) == 0
     with open(report / "provenance.csv") as f:
