@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +165,11 @@ def _source(ref: str, workdir: str, tracking_uri: str | None) -> _Source:
             lambda cat, seed: _logged_unit(metrics, cat, seed),
             False,
             (metrics.get("selection") or {}).get("label"),
+        )
+    if not re.fullmatch(r"[0-9a-f]{32}", ref):
+        raise DataError(
+            f"{ref} is neither a folder (the --out of `dhkd train`) nor an MLflow run id "
+            "(32 hex digits, from the MLflow UI or a report's provenance.csv)"
         )
     from dhkd.report.collect import DEFAULT_TRACKING_URI
     from dhkd.study.provenance import fetch_weights, load_run

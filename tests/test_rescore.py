@@ -107,9 +107,11 @@ def test_bad_grids_name_the_key(item, message):
         parse_grid([item])
 
 
-def test_a_moved_dataset_is_named(trained, tmp_path):
+def test_a_moved_dataset_or_a_mistyped_run_is_named(trained, tmp_path):
     with pytest.raises(DataError, match=r"does not exist here; pass --data ROOT"):
         scan_run(trained, [], data_root=tmp_path / "gone", progress=False)
+    with pytest.raises(DataError, match=r"neither a folder .* nor an MLflow run id"):
+        scan_run(tmp_path / "no-such-run", [], progress=False)
 
 
 def test_cli_prints_the_table_and_writes_json(trained, tmp_path, capsys):
