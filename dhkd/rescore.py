@@ -247,13 +247,17 @@ def _scan(src: _Source, settings, data_root, device: str, progress: bool) -> lis
                 cfg, root, category, default_feature_cache(), torch.device(device)
             )
         scan = UnitScan(src.label, category, seed, selection)
-        folds = (("val", data[category].validation), ("test", data[category].test()))
+        val, test = data[category].validation, data[category].test()
+        folds = [("val", val)] + ([] if test is val else [("test", test)])
         for fold, split in folds:
             batches = _level_maps(unit, split)
             for over in [{}, *settings]:
                 values = _evaluate(batches, split, size, {**base, **over})
                 row = scan.results.setdefault(setting_label(over), {})
                 row.update({f"{fold}/{m}": v for m, v in values.items()})
+        if test is val:  # selection `test`: the validation images are the test images
+            for row in scan.results.values():
+                row.update({f"test/{m}": row[f"val/{m}"] for m in METRICS})
         if not src.per_category:
             scan.logged_gap = _gap([scan.results[AS_TRAINED]], src.logged(category, seed))
         scans.append(scan)

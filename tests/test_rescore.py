@@ -125,3 +125,12 @@ def test_cli_prints_the_table_and_writes_json(trained, tmp_path, capsys):
     assert [s["setting"] for s in data["summary"]] == [AS_TRAINED, "sigma=2", "sigma=4"]
     assert data["units"][0]["logged_gap"] < 1e-6
     assert set(data["best_on_validation"]) == {"image_auroc", "pixel_auroc", "pixel_aupro"}
+
+
+def test_under_selection_test_both_folds_are_the_test_images(synthetic_root, tmp_path):
+    run = _train(synthetic_root, tmp_path / "run", "--selection", "test")
+    (scan,) = scan_run(run, [{"smoothing_sigma": 2.0}], progress=False)
+    assert scan.logged_gap is not None and scan.logged_gap < 1e-6
+    assert scan.selection.endswith("(optimistic)")
+    for row in scan.results.values():
+        assert all(row[f"test/{m}"] == row[f"val/{m}"] for m in ("image_auroc", "pixel_aupro"))
