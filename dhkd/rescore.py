@@ -29,7 +29,6 @@ from pydantic import ValidationError
 from dhkd.config import describe_validation_error, parse_overrides
 from dhkd.errors import ConfigError, DataError
 from dhkd.metrics import evaluate_maps
-from dhkd.models.anomaly_map import score_maps
 from dhkd.sections import ScoreConfig
 from dhkd.train import METRICS
 
@@ -42,7 +41,6 @@ DEFAULT_GRID: dict[str, list[Any]] = {
 AS_TRAINED = "as trained"
 SHORT = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pixel_aupro": "AU-PRO"}
 LOGGED_TOLERANCE = 1e-6
-BATCH_SIZE = 32  # as MethodUnit.predict batches evaluation
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
@@ -121,9 +119,9 @@ def _logged_unit(metrics: dict[str, Any], category: str, seed: int) -> dict[str,
     """A train folder's logged metrics of one unit (metrics.json "units")."""
     for u in metrics.get("units", []):
         if (u["category"], int(u["seed"])) == (category, seed):
+            val = u.get("val") or {}
             out = {f"test/{m}": float(u[m]) for m in METRICS if m in u}
-            out.update({f"val/{m}": float(v) for m, v in (u.get("val") or {}).items()})
-            return {k: v for k, v in out.items() if k.split("/")[1] in METRICS}
+            return out | {f"val/{m}": float(val[m]) for m in METRICS if m in val}
     return {}
 
 
@@ -182,19 +180,8 @@ def _source(ref: str, workdir: str, tracking_uri: str | None) -> _Source:
     )
 
 
-@torch.no_grad()
-def _level_maps(unit, split) -> list[list[torch.Tensor]]:
-    """Per batch, the unit's rescaled per-level maps (what its `score` fuses)."""
-    unit.model.eval()
-    n = len(split.labels)
-    return [
-        unit.rescale(unit.level_maps(split, torch.arange(s, min(s + BATCH_SIZE, n))))
-        for s in range(0, n, BATCH_SIZE)
-    ]
-
-
-def _evaluate(batches, split, size: int, score: dict[str, Any]) -> dict[str, float]:
-    outs = [score_maps(b, size, **score) for b in batches]
+def _evaluate(unit, batches, split, score: dict[str, Any]) -> dict[str, float]:
+    outs = [unit.fuse(b, score) for b in batches]
     maps = torch.cat([o.anomaly_map.float().cpu() for o in outs]).numpy()
     scores = torch.cat([o.pred_score.float().cpu() for o in outs]).numpy()
     values = evaluate_maps(maps, split.masks, image_scores=scores)
@@ -235,7 +222,6 @@ def _scan(src: _Source, settings, data_root, device: str, progress: bool) -> lis
             f"the run's data root {root} does not exist here; pass --data ROOT of the same dataset"
         )
     selection = src.selection or protocol_label(cfg.selection.protocol)
-    size = cfg.data.image_size
     base = cfg.score.fusion_args()
     scans, data = [], {}
     for entry in weights["units"]:
@@ -250,9 +236,9 @@ def _scan(src: _Source, settings, data_root, device: str, progress: bool) -> lis
         val, test = data[category].validation, data[category].test()
         folds = [("val", val)] + ([] if test is val else [("test", test)])
         for fold, split in folds:
-            batches = _level_maps(unit, split)
+            batches = list(unit.level_map_batches(split))
             for over in [{}, *settings]:
-                values = _evaluate(batches, split, size, {**base, **over})
+                values = _evaluate(unit, batches, split, {**base, **over})
                 row = scan.results.setdefault(setting_label(over), {})
                 row.update({f"{fold}/{m}": v for m, v in values.items()})
         if test is val:  # selection `test`: the validation images are the test images

@@ -244,19 +244,29 @@ class MethodUnit(ABC):
         """Per-level maps -> the image scores and fused anomaly map (models.anomaly_map.score_maps)
         under cfg.score, each level first divided by its level_scale: what evaluation, `dhkd
         predict` and the ONNX export all score with."""
-        return score_maps(
-            self.rescale(maps), self.cfg.data.image_size, **self.cfg.score.fusion_args()
-        )
+        return self.fuse(self.rescale(maps))
+
+    def fuse(self, rescaled: list[torch.Tensor], score: dict | None = None):
+        """score_maps of per-level maps already divided by their level_scale, under cfg.score
+        or under `score` (its fusion_args keys), as `dhkd rescore` compares them."""
+        args = self.cfg.score.fusion_args() if score is None else score
+        return score_maps(rescaled, self.cfg.data.image_size, **args)
+
+    @torch.no_grad()
+    def level_map_batches(self, split: CachedSplit, batch_size: int = 32):
+        """Per batch of `split`, in order, its per-level maps divided by their level_scale."""
+        self.model.eval()
+        n = len(split.labels)
+        for start in range(0, n, batch_size):
+            idx = torch.arange(start, min(start + batch_size, n))
+            yield self.rescale(self.level_maps(split, idx))
 
     @torch.no_grad()
     def predict(self, split: CachedSplit, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """An evaluated split -> image scores (N,) and anomaly maps (N, S, S), float32 numpy."""
-        self.model.eval()
         scores, maps = [], []
-        n = len(split.labels)
-        for start in range(0, n, batch_size):
-            idx = torch.arange(start, min(start + batch_size, n))
-            out = self.score(self.level_maps(split, idx))
+        for batch in self.level_map_batches(split, batch_size):
+            out = self.fuse(batch)
             scores.append(out.pred_score.float().cpu())
             maps.append(out.anomaly_map.float().cpu())
         return torch.cat(scores).numpy(), torch.cat(maps).numpy()
