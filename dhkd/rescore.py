@@ -230,7 +230,7 @@ def _scan(src: _Source, settings, data_root, device: str, progress: bool) -> lis
         unit = Predictor.from_weights(weights, category, seed, device).unit
         if category not in data:
             data[category] = CategoryData(
-                cfg, root, category, default_feature_cache(), torch.device(device)
+                cfg, root, category, default_feature_cache(), torch.device(device), with_train=False
             )
         scan = UnitScan(src.label, category, seed, selection)
         val, test = data[category].validation, data[category].test()

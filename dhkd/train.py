@@ -92,9 +92,13 @@ def _check_evaluated(category: str, split: CachedSplit, role: str) -> None:
 
 class CategoryData:
     """One category's train and validation features under cfg.selection; the test features
-    are read on the first call of `test()` (after training, except under protocol `test`)."""
+    are read on the first call of `test()` (after training, except under protocol `test`).
+    `with_train=False` leaves `train` None, for scoring a model already trained: its
+    score.level_norm divisors are in its weights, so its train images are not read."""
 
-    def __init__(self, cfg: TrainConfig, root: Path, category: str, cache, device) -> None:
+    def __init__(
+        self, cfg: TrainConfig, root: Path, category: str, cache, device, with_train: bool = True
+    ) -> None:
         self.cfg, self.root, self.category = cfg, root, category
         self.cache, self.device = cache, device
         self.plan = plan_selection(
@@ -111,12 +115,14 @@ class CategoryData:
         size = cfg.data.image_size
         synthetic = cfg.selection.protocol == "synthetic"
         held_out = cfg.selection.model_dump() if synthetic else None
-        self.train = cache.features(
-            cfg,
-            load_train(self.plan, size),
-            self._ident("train", held_out=held_out, max_train_images=cfg.data.max_train_images),
-            device,
-        )
+        self.train: CachedSplit | None = None
+        if with_train:
+            self.train = cache.features(
+                cfg,
+                load_train(self.plan, size),
+                self._ident("train", held_out=held_out, max_train_images=cfg.data.max_train_images),
+                device,
+            )
         validation = self._ident("validation", selection=cfg.selection.model_dump())
         if synthetic:
             validation["defects"] = DEFECTS_VERSION

@@ -134,3 +134,21 @@ def test_under_selection_test_both_folds_are_the_test_images(synthetic_root, tmp
     assert scan.selection.endswith("(optimistic)")
     for row in scan.results.values():
         assert all(row[f"test/{m}"] == row[f"val/{m}"] for m in ("image_auroc", "pixel_aupro"))
+
+
+def test_a_cold_cache_reads_no_train_images(trained, tmp_path, monkeypatch):
+    """The model's level_norm divisors are in its weights: rescoring on an empty feature cache
+    extracts the validation and test images only, and still reproduces the logged metrics."""
+    from dhkd.features import FeatureCache
+
+    monkeypatch.setenv("DHKD_FEATURE_CACHE", str(tmp_path / "cold"))
+    splits, features = [], FeatureCache.features
+
+    def spy(self, cfg, data, ident, device=None):
+        splits.append(ident["split"])
+        return features(self, cfg, data, ident, device)
+
+    monkeypatch.setattr(FeatureCache, "features", spy)
+    (scan,) = scan_run(trained, [], progress=False)
+    assert sorted(splits) == ["test", "validation"]
+    assert scan.logged_gap is not None and scan.logged_gap < 1e-6
