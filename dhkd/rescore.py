@@ -181,9 +181,7 @@ def _source(ref: str, workdir: str, tracking_uri: str | None) -> _Source:
 
 
 def _evaluate(unit, batches, split, score: dict[str, Any]) -> dict[str, float]:
-    outs = [unit.fuse(b, score) for b in batches]
-    maps = torch.cat([o.anomaly_map.float().cpu() for o in outs]).numpy()
-    scores = torch.cat([o.pred_score.float().cpu() for o in outs]).numpy()
+    scores, maps = unit.fuse_batches(batches, score)
     values = evaluate_maps(maps, split.masks, image_scores=scores)
     return {m: float(values[m]) for m in METRICS}
 

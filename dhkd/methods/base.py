@@ -261,15 +261,20 @@ class MethodUnit(ABC):
             idx = torch.arange(start, min(start + batch_size, n))
             yield self.rescale(self.level_maps(split, idx))
 
-    @torch.no_grad()
-    def predict(self, split: CachedSplit, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-        """An evaluated split -> image scores (N,) and anomaly maps (N, S, S), float32 numpy."""
+    def fuse_batches(self, batches, score: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Batches of `level_map_batches` -> image scores (N,) and anomaly maps (N, S, S),
+        float32 numpy, fused under cfg.score or under `score` (as in `fuse`)."""
         scores, maps = [], []
-        for batch in self.level_map_batches(split, batch_size):
-            out = self.fuse(batch)
+        for batch in batches:
+            out = self.fuse(batch, score)
             scores.append(out.pred_score.float().cpu())
             maps.append(out.anomaly_map.float().cpu())
         return torch.cat(scores).numpy(), torch.cat(maps).numpy()
+
+    @torch.no_grad()
+    def predict(self, split: CachedSplit, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """An evaluated split -> image scores (N,) and anomaly maps (N, S, S), float32 numpy."""
+        return self.fuse_batches(self.level_map_batches(split, batch_size))
 
 
 def _placeholder_split(shapes: list[tuple[int, int, int]], size: int) -> CachedSplit:
