@@ -38,14 +38,14 @@ from dhkd.fingerprint import run_fingerprint
 from dhkd.methods.info import Stage
 from dhkd.methods.registry import get_method, make_unit
 from dhkd.metrics import evaluate_maps
+from dhkd.runs.layout import RunFolder
 from dhkd.threshold import choose_threshold, rates
 from dhkd.viz import save_map_grid
-from dhkd.weights import WEIGHTS_FILE, save_weights, weights_dict
+from dhkd.weights import save_weights, weights_dict
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 VAL, TEST = "val/", "test/"  # key prefixes: validation (every evaluation) and test (once)
 TRAIN_LOSS = "train/loss"
-FINGERPRINT_FILE = "fingerprint.json"
 
 
 class EpochReport(NamedTuple):
@@ -403,11 +403,12 @@ def write_outputs(
     """metrics.json, config.yaml, fingerprint.json, checkpoint.pt (dhkd/weights.py), the test
     image scores (scores_<category>_s<seed>.csv), test map grids; maps[unit] = (scores, maps)."""
     out.mkdir(parents=True, exist_ok=True)
+    run = RunFolder(out)
     skip = ("metrics", "fingerprint")
     flat = {**result["metrics"], **{k: v for k, v in result.items() if k not in skip}}
-    (out / "metrics.json").write_text(json.dumps(flat, indent=2))
-    (out / FINGERPRINT_FILE).write_text(json.dumps(result["fingerprint"], indent=2))
-    dump_config(cfg, out / "config.yaml")
+    run.metrics.write_text(json.dumps(flat, indent=2))
+    run.fingerprint.write_text(json.dumps(result["fingerprint"], indent=2))
+    dump_config(cfg, run.config)
     units = [
         {
             "category": u.category,
@@ -420,18 +421,18 @@ def write_outputs(
         for u, row in zip(trainers, result["units"], strict=True)
     ]
     save_weights(
-        weights_dict(cfg.model_dump(mode="json"), result["fingerprint"], units), out / WEIGHTS_FILE
+        weights_dict(cfg.model_dump(mode="json"), result["fingerprint"], units), run.checkpoint
     )
     for unit in trainers:
         split = test[unit.category]
         scores, unit_maps = maps[unit.name]
-        write_scores(out / f"scores_{unit.category}_s{unit.seed}.csv", split, scores)
+        write_scores(run.scores(unit.category, unit.seed), split, scores)
         save_map_grid(
             split.images,
             split.masks,
             unit_maps,
             split.labels,
-            out / f"maps_{unit.category}_s{unit.seed}.png",
+            run.maps(unit.category, unit.seed),
             title=f"{cfg.method.upper()} - {unit.category} (seed {unit.seed})",
         )
 

@@ -51,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dhkd.config import dump_config, load_config, parse_overrides
     from dhkd.data.index import index_category
+    from dhkd.runs.layout import RunFolder
     from dhkd.train import fit
 
     overrides = parse_overrides(args.overrides)
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     index_category(args.data, args.category)  # fail fast on a missing dataset or category
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out / "config.yaml")
+    dump_config(cfg, RunFolder(out).config)
     result = fit(cfg, args.data, args.category, out, progress=not args.quiet)
     m = result["metrics"]
     for split, name in (("val", "validation"), ("test", "test")):
