@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_comparison_study_smoke_and_side_by_side_report(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    spec = str(REPO / "studies" / "compare_dhkd_bikd.yaml")
+    spec = str(REPO / "studies" / "paper" / "compare_dhkd_bikd.yaml")
     cmd = [sys.executable, "-m", "dhkd", "study", "run", spec, "--smoke-test",
            "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"), "--name", "cmp",
            "--quiet"]  # fmt: skip

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_study_check_lists_every_spec(capsys):
-    specs = sorted(str(p) for p in (REPO / "studies").glob("*.yaml"))
+    specs = sorted(str(p) for p in (REPO / "studies").rglob("*.yaml"))
     assert main(["study", "check", "--smoke-test", *specs]) == 0
     assert capsys.readouterr().out.count(": ok - ") == len(specs)
 
