@@ -32,9 +32,9 @@ import time
 from pathlib import Path
 
 from dhkd.study import load_spec, smoke_spec
-from dhkd.study.layout import StudyPaths
-from dhkd.study.live import read_live, trial_cost
-from dhkd.study.runner import RunOptions, resolve_data, run_study
+from dhkd.study.driver.runner import RunOptions, resolve_data, run_study
+from dhkd.study.state.layout import StudyPaths
+from dhkd.study.state.live import read_live, trial_cost
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -170,7 +170,7 @@ def _source(ref: str, workdir: str, tracking_uri: str | None) -> _Source:
             "(32 hex digits, from the MLflow UI or a report's provenance.csv)"
         )
     from dhkd.report.collect import DEFAULT_TRACKING_URI
-    from dhkd.study.provenance import fetch_weights, load_run
+    from dhkd.study.tracking.provenance import fetch_weights, load_run
 
     uri = tracking_uri or DEFAULT_TRACKING_URI
     logged = load_run(ref, uri, workdir).metrics

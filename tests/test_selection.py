@@ -133,7 +133,7 @@ def test_twins_cycle_through_the_kinds_and_are_seeded():
 
 
 def test_selection_is_one_per_study_not_a_searched_or_fixed_key(tmp_path):
-    from dhkd.study.spec import parse_spec
+    from dhkd.study.design.spec import parse_spec
 
     tree = {
         "name": "s",

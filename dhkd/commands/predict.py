@@ -40,7 +40,7 @@ def load_predictor(args: argparse.Namespace, workdir: str):
         path = args.checkpoint
     else:
         from dhkd.report.collect import DEFAULT_TRACKING_URI
-        from dhkd.study.provenance import fetch_weights
+        from dhkd.study.tracking.provenance import fetch_weights
 
         path = fetch_weights(args.run, args.tracking_uri or DEFAULT_TRACKING_URI, workdir)
     return Predictor.from_checkpoint(

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     from dhkd.report.collect import DEFAULT_TRACKING_URI
-    from dhkd.study.provenance import format_reproduction, load_run, reproduce
+    from dhkd.study.tracking.provenance import format_reproduction, load_run, reproduce
 
     with tempfile.TemporaryDirectory(prefix="dhkd-reproduce-") as tmp:
         logged = load_run(args.run, args.tracking_uri or DEFAULT_TRACKING_URI, tmp)

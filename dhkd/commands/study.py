@@ -98,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def load_for_run(path: str, smoke: bool, name: str | None):
     from dhkd.study import load_spec, smoke_spec
-    from dhkd.study.spec import StudySpec, describe_spec_error
+    from dhkd.study.design.spec import StudySpec, describe_spec_error
 
     spec = load_spec(path)
     if smoke:
@@ -116,7 +116,7 @@ def load_for_run(path: str, smoke: bool, name: str | None):
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from dhkd.study.runner import DEFAULT_STORAGE, DEFAULT_TRACKING, RunOptions, run_study
+    from dhkd.study.driver.runner import DEFAULT_STORAGE, DEFAULT_TRACKING, RunOptions, run_study
 
     spec = load_for_run(args.spec, args.smoke_test, args.name)
     opts = RunOptions(
@@ -136,9 +136,9 @@ def run_command(args: argparse.Namespace) -> int:
 def sync_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from dhkd.study.layout import StudyPaths
-    from dhkd.study.runner import DEFAULT_STORAGE, read_runtime_artifacts
-    from dhkd.study.tracking import Tracker, check_tracking, normalize_uri
+    from dhkd.study.driver.runner import DEFAULT_STORAGE, read_runtime_artifacts
+    from dhkd.study.state.layout import StudyPaths
+    from dhkd.study.tracking.tracker import Tracker, check_tracking, normalize_uri
 
     paths = StudyPaths(Path(args.storage_path or DEFAULT_STORAGE), args.name)
     if args.tracking_uri:
@@ -169,10 +169,10 @@ def status_command(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from dhkd.study.layout import StudyPaths
-    from dhkd.study.runner import DEFAULT_STORAGE
-    from dhkd.study.status import format_status, mlflow_status, study_status
-    from dhkd.study.tracking import normalize_uri
+    from dhkd.study.driver.runner import DEFAULT_STORAGE
+    from dhkd.study.state.layout import StudyPaths
+    from dhkd.study.state.status import format_status, mlflow_status, study_status
+    from dhkd.study.tracking.tracker import normalize_uri
 
     paths = StudyPaths(Path(args.storage_path or DEFAULT_STORAGE), args.name)
     use_mlflow = args.tracking_uri is not None and not paths.spec.is_file()

@@ -42,7 +42,7 @@ def study_pages(uri: str, base: str, only: str | None = None) -> list[tuple[str,
     from mlflow.tracking import MlflowClient
 
     from dhkd.errors import DhkdError
-    from dhkd.study.presentation import runs_route
+    from dhkd.study.tracking.presentation import runs_route
 
     experiments = [e for e in MlflowClient(uri).search_experiments() if "dhkd.study" in e.tags]
     pages = sorted((e.name, f"{base}/{runs_route(e.experiment_id)}") for e in experiments)
@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dhkd.errors import DhkdError
-    from dhkd.study.runner import DEFAULT_TRACKING
-    from dhkd.study.tracking import normalize_uri
+    from dhkd.study.driver.runner import DEFAULT_TRACKING
+    from dhkd.study.tracking.tracker import normalize_uri
 
     uri = args.tracking_uri or DEFAULT_TRACKING
     if uri.startswith("sqlite:///"):

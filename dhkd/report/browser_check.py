@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from dhkd.errors import DhkdError
-from dhkd.study.presentation import run_route
+from dhkd.study.tracking.presentation import run_route
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

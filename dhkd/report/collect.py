@@ -25,7 +25,7 @@ import yaml
 
 from dhkd.errors import DhkdError
 
-DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"  # dhkd.study.runner.DEFAULT_TRACKING
+DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"  # dhkd.study.driver.runner.DEFAULT_TRACKING
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 COMPLETE = "COMPLETE"
 
@@ -99,7 +99,7 @@ def client_for(uri: str):
             )
         uri = f"sqlite:///{path.resolve()}"
     elif uri.startswith(("http://", "https://")):
-        from dhkd.study.tracking import check_tracking
+        from dhkd.study.tracking.tracker import check_tracking
 
         check_tracking(uri)  # a clear DhkdError instead of retries and a traceback
     return _client(uri), uri
@@ -240,7 +240,7 @@ def load_study(name: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> StudyData
 
 
 def _reference(client, experiment_id: str, study_id: str) -> Trial | None:
-    """The study's reference run (measured once, dhkd.study.reference) as a COMPLETE Trial
+    """The study's reference run (measured once, dhkd.study.driver.reference) as a COMPLETE Trial
     numbered -1; None when the spec names no reference or it was not logged."""
     query = f"tags.`mlflow.parentRunId` = '{study_id}' and tags.`dhkd.role` = 'reference'"
     runs = [r for r in _search_all(client, experiment_id, query)

@@ -98,7 +98,7 @@ def best_trial(data: StudyData, trials: list[Trial]) -> Trial | None:
 
 def columns(data: StudyData) -> list[Column]:
     """The measured columns of every table (see the module docstring), and last the study's
-    reference (measured once, dhkd.study.reference) when it has one."""
+    reference (measured once, dhkd.study.driver.reference) when it has one."""
     out = _variant_columns(data)
     if data.reference is not None:
         method = data.reference.params.get("method", "reference")

@@ -9,10 +9,10 @@ import pytest
 from ray import tune
 
 from dhkd.errors import ConfigError
-from dhkd.study import runner
-from dhkd.study.layout import StudyPaths
-from dhkd.study.spec import parse_spec
-from dhkd.study.trainable import TrialContext
+from dhkd.study.design.spec import parse_spec
+from dhkd.study.driver import runner
+from dhkd.study.driver.trainable import TrialContext
+from dhkd.study.state.layout import StudyPaths
 
 
 def _spec(resources: dict):

@@ -13,9 +13,9 @@ from dhkd.errors import ConfigError, DataError
 from dhkd.features import FeatureCache
 from dhkd.fingerprint import dataset_inputs
 from dhkd.study import smoke_spec
-from dhkd.study.layout import StudyPaths
-from dhkd.study.runner import resolve_data
-from dhkd.study.spec import parse_spec
+from dhkd.study.design.spec import parse_spec
+from dhkd.study.driver.runner import resolve_data
+from dhkd.study.state.layout import StudyPaths
 from dhkd.train import fit_units
 
 

@@ -95,11 +95,11 @@ def _artifacts(folder: Path, summary: dict, units: list[dict]) -> Path:
 
 def write_study(tmp: Path, uri: str, trials: list[FakeTrial], **changes) -> str:
     """Track a finished study of `trials` into `uri`; returns its name."""
-    from dhkd.study.callbacks import trial_params, trial_tags
-    from dhkd.study.layout import StudyPaths
-    from dhkd.study.runner import study_params
-    from dhkd.study.spec import parse_spec
-    from dhkd.study.tracking import Tracker
+    from dhkd.study.design.spec import parse_spec
+    from dhkd.study.driver.callbacks import trial_params, trial_tags
+    from dhkd.study.driver.runner import study_params
+    from dhkd.study.state.layout import StudyPaths
+    from dhkd.study.tracking.tracker import Tracker
 
     spec = parse_spec(spec_tree(tmp / "data", **changes), base_dir=tmp)
     tracker = Tracker(StudyPaths(tmp / "ray", spec.name), uri)

@@ -26,6 +26,6 @@ def test_regeneration_command_parses():
 def test_default_tracking_uri_matches_the_study_runner():
     """collect keeps its own copy (importing the runner imports Ray); they must agree."""
     from dhkd.report.collect import DEFAULT_TRACKING_URI
-    from dhkd.study.runner import DEFAULT_TRACKING
+    from dhkd.study.driver.runner import DEFAULT_TRACKING
 
     assert DEFAULT_TRACKING_URI == DEFAULT_TRACKING

@@ -11,8 +11,8 @@ import pytest
 from study_helpers import fake_spec_tree, mlflow_runs, optuna_trials
 
 from dhkd.errors import ConfigError
-from dhkd.study.runner import RunOptions, run_study
-from dhkd.study.spec import parse_spec
+from dhkd.study.design.spec import parse_spec
+from dhkd.study.driver.runner import RunOptions, run_study
 
 pytestmark = pytest.mark.slow
 

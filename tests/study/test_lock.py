@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from dhkd.study.lock import DriverLock, StudyLocked, read_lock
+from dhkd.study.driver.lock import DriverLock, StudyLocked, read_lock
 
 
 def _dead_pid() -> int:

@@ -13,9 +13,9 @@ import pytest
 from study_helpers import mlflow_runs
 
 from dhkd.cli import main
-from dhkd.study.layout import StudyPaths, write_json
-from dhkd.study.outbox import Outbox
-from dhkd.study.tracking import Tracker
+from dhkd.study.state.layout import StudyPaths, write_json
+from dhkd.study.tracking.outbox import Outbox
+from dhkd.study.tracking.tracker import Tracker
 
 DOWN = "http://127.0.0.1:9"  # nothing listens on the discard port
 STEPS = 150
@@ -24,8 +24,8 @@ WRITER = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from dhkd.study.layout import StudyPaths
-    from dhkd.study.tracking import Tracker
+    from dhkd.study.state.layout import StudyPaths
+    from dhkd.study.tracking.tracker import Tracker
 
     paths = StudyPaths(Path(sys.argv[1]), "s")
     tracker = Tracker(paths, sys.argv[2])

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from study_helpers import mlflow_runs
 
-from dhkd.study.layout import StudyPaths
-from dhkd.study.reference import measure_reference, reference_config, reference_dir
-from dhkd.study.spec import parse_spec
-from dhkd.study.tracking import Tracker
+from dhkd.study.design.spec import parse_spec
+from dhkd.study.driver.reference import measure_reference, reference_config, reference_dir
+from dhkd.study.state.layout import StudyPaths
+from dhkd.study.tracking.tracker import Tracker
 
 
 def _spec(root, **changes):

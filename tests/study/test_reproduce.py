@@ -17,7 +17,7 @@ import pytest
 
 from dhkd.cli import main
 from dhkd.fingerprint import compare, run_fingerprint
-from dhkd.study.provenance import TOLERANCE, provenance_of
+from dhkd.study.tracking.provenance import TOLERANCE, provenance_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -176,9 +176,9 @@ def test_a_pruned_trial_keeps_its_last_snapshot_when_the_spec_asks(data, tmp_pat
 
     from dhkd.config import load_config
     from dhkd.inference import Predictor
-    from dhkd.study.callbacks import snapshot_weights
-    from dhkd.study.outcome import PARAMS
-    from dhkd.study.spec import StudySpec
+    from dhkd.study.design.spec import StudySpec
+    from dhkd.study.driver.callbacks import snapshot_weights
+    from dhkd.study.state.outcome import PARAMS
     from dhkd.train import fit_units
 
     spec = StudySpec.model_validate(

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from study_helpers import fake_spec_tree, make_fake_fit, mlflow_runs, optuna_trials
 
-from dhkd.study.runner import RunOptions, run_study
-from dhkd.study.spec import parse_spec
+from dhkd.study.design.spec import parse_spec
+from dhkd.study.driver.runner import RunOptions, run_study
 
 pytestmark = pytest.mark.slow
 

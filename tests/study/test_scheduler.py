@@ -6,8 +6,8 @@ import pickle
 
 from ray.tune.schedulers import TrialScheduler
 
-from dhkd.study.layout import StudyPaths
-from dhkd.study.scheduler import PersistentASHA, milestones
+from dhkd.study.driver.scheduler import PersistentASHA, milestones
+from dhkd.study.state.layout import StudyPaths
 
 STOP, GO = TrialScheduler.STOP, TrialScheduler.CONTINUE
 

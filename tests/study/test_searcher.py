@@ -6,9 +6,9 @@ import pickle
 
 from optuna.trial import TrialState
 
-from dhkd.study.layout import StudyPaths
-from dhkd.study.searcher import OptunaSearcher, open_optuna_study
-from dhkd.study.spec import parse_spec
+from dhkd.study.design.spec import parse_spec
+from dhkd.study.driver.searcher import OptunaSearcher, open_optuna_study
+from dhkd.study.state.layout import StudyPaths
 
 
 def _spec(**changes):

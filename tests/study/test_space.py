@@ -6,8 +6,8 @@ import optuna
 import pytest
 
 from dhkd.errors import ConfigError
-from dhkd.study.space import grid, grid_size, suggest
-from dhkd.study.spec import parse_spec
+from dhkd.study.design.space import grid, grid_size, suggest
+from dhkd.study.design.spec import parse_spec
 
 SPACE = {
     "student.variant": {"type": "categorical", "values": ["none", "spatial", "frequency", "dual"]},

@@ -10,7 +10,7 @@ import yaml
 
 from dhkd.errors import ConfigError
 from dhkd.study import load_spec, smoke_spec
-from dhkd.study.spec import MVTEC_CATEGORIES, parse_spec
+from dhkd.study.design.spec import MVTEC_CATEGORIES, parse_spec
 
 STUDIES = sorted((Path(__file__).resolve().parents[2] / "studies").rglob("*.yaml"))
 REQUIRED = {"quickstart", "noise_level", "flow_depth", "affinity_weight", "dual_domain",

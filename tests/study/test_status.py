@@ -13,11 +13,11 @@ import yaml
 from study_helpers import fake_spec_tree
 
 from dhkd.cli import main
-from dhkd.study.layout import StudyPaths, write_json
-from dhkd.study.live import gpu_budget_left, live_path
-from dhkd.study.searcher import open_optuna_study
-from dhkd.study.spec import parse_spec, spec_tree
-from dhkd.study.status import format_status, study_status
+from dhkd.study.design.spec import parse_spec, spec_tree
+from dhkd.study.driver.searcher import open_optuna_study
+from dhkd.study.state.layout import StudyPaths, write_json
+from dhkd.study.state.live import gpu_budget_left, live_path
+from dhkd.study.state.status import format_status, study_status
 
 
 def _study(tmp_path, alive=True, **changes):

@@ -8,8 +8,8 @@ from study_helpers import mlflow_runs
 
 from dhkd.cli import main
 from dhkd.errors import DhkdError
-from dhkd.study.layout import StudyPaths, read_json, write_json
-from dhkd.study.tracking import Tracker, check_tracking
+from dhkd.study.state.layout import StudyPaths, read_json, write_json
+from dhkd.study.tracking.tracker import Tracker, check_tracking
 
 DOWN = "http://127.0.0.1:9"  # nothing listens on the discard port
 
@@ -96,8 +96,8 @@ def test_outbox_keeps_results_while_down_and_replays_them(tmp_path, tracking_uri
 
 
 def test_experiment_tags_config_and_the_best_trial_link(tmp_path, tracking_uri):
-    from dhkd.study.presentation import NOTE, VIEW_TAG, experiment_tags
-    from dhkd.study.spec import parse_spec
+    from dhkd.study.design.spec import parse_spec
+    from dhkd.study.tracking.presentation import NOTE, VIEW_TAG, experiment_tags
 
     tree = {"name": "s", "description": "Does noise help?", "preset": "tiny",
             "data": {"root": str(tmp_path), "dataset": "custom", "categories": ["a"]},

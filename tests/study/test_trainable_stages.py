@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from dhkd.methods.dhkd.unit import DHKDUnit
-from dhkd.study.trainable import FINAL_FILE, STAGE_DONE, STAGE_LOSSES, TrialContext, run_trial
+from dhkd.study.driver.trainable import (
+    FINAL_FILE,
+    STAGE_DONE,
+    STAGE_LOSSES,
+    TrialContext,
+    run_trial,
+)
 from dhkd.train import fit_units
 
 

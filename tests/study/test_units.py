@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dhkd.study.units import merge_final
+from dhkd.study.design.units import merge_final
 
 
 def test_a_new_seed_and_a_new_category_merge_into_means():

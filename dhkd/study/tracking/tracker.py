@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from dhkd.errors import DhkdError
-from dhkd.study.layout import StudyPaths, read_json, write_json
-from dhkd.study.outbox import Outbox
-from dhkd.study.tracking_ops import OPERATIONS
+from dhkd.study.state.layout import StudyPaths, read_json, write_json
+from dhkd.study.tracking.operations import OPERATIONS
+from dhkd.study.tracking.outbox import Outbox
 
 log = logging.getLogger(__name__)
 RETRY_S = 30.0  # while down, try the server again at most this often

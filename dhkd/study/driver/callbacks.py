@@ -17,10 +17,12 @@ from typing import Any
 import yaml
 from ray.tune import Callback
 
-from dhkd.study.budget import budget_state
-from dhkd.study.layout import StudyPaths, read_json
-from dhkd.study.live import cost_metrics, read_live, trial_cost
-from dhkd.study.outcome import (
+from dhkd.study.design.spec import StudySpec
+from dhkd.study.driver.budget import budget_state
+from dhkd.study.driver.trainable import NODE_ID, STAGE_LOSSES
+from dhkd.study.state.layout import StudyPaths, read_json
+from dhkd.study.state.live import cost_metrics, read_live, trial_cost
+from dhkd.study.state.outcome import (
     COMPLETE,
     EPOCH,
     FAILED,
@@ -32,11 +34,9 @@ from dhkd.study.outcome import (
     tracked_metrics,
     trial_outcome,
 )
-from dhkd.study.presentation import NOTE, objective_name, trial_note
-from dhkd.study.provenance import provenance_of
-from dhkd.study.spec import StudySpec
-from dhkd.study.tracking import Tracker
-from dhkd.study.trainable import NODE_ID, STAGE_LOSSES
+from dhkd.study.tracking.presentation import NOTE, objective_name, trial_note
+from dhkd.study.tracking.provenance import provenance_of
+from dhkd.study.tracking.tracker import Tracker
 
 
 def trial_params(spec: StudySpec, config: dict[str, Any]) -> dict[str, Any]:
@@ -176,7 +176,7 @@ class TrackingCallback(Callback):
         """A top-up ended: the trial's run gets the metrics over all its units (at its final
         step, newer than the first ones), its compute so far and a metrics.json of every unit.
         The top-up's weights and fingerprint stay out: the run keeps its first ones."""
-        from dhkd.study.extend import merged_artifacts
+        from dhkd.study.driver.extend import merged_artifacts
 
         number = trial.config[TRIAL_NUMBER]
         rec = read_live(self.paths)["trials"].get(str(number), {})
@@ -237,7 +237,7 @@ class TrackingCallback(Callback):
         MLflow) or interrupted with the driver (run KILLED, Optuna RUNNING: resumable)."""
         import optuna
 
-        from dhkd.study.searcher import finish_trial
+        from dhkd.study.driver.searcher import finish_trial
 
         study = optuna.load_study(study_name=self.spec.name, storage=self.paths.optuna_url)
         frozen = study.get_trials(deepcopy=False)

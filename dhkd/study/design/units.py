@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dhkd.study.outcome import BASE_METRICS, SPLITS, objective_key
+from dhkd.study.state.outcome import BASE_METRICS, SPLITS, objective_key
 
 Unit = tuple[str, int]
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dhkd.study.outcome import (
+from dhkd.study.state.outcome import (
     ATTEMPT,
     COMPUTE_S,
     CPU_S,

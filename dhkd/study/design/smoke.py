@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from dhkd.methods.registry import get_method, method_names
-from dhkd.study.space import Param
-from dhkd.study.spec import StudySpec, check_spec
+from dhkd.study.design.space import Param
+from dhkd.study.design.spec import StudySpec, check_spec
 
 SMOKE_FIXED: dict[str, Any] = {
     "data.image_size": 64,

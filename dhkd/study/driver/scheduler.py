@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from dhkd.study.layout import StudyPaths, read_json, write_json
-from dhkd.study.outcome import EPOCH, FINISHED, OBJECTIVE, UNITS
+from dhkd.study.state.layout import StudyPaths, read_json, write_json
+from dhkd.study.state.outcome import EPOCH, FINISHED, OBJECTIVE, UNITS
 
 
 def milestones(grace_period: int, reduction_factor: float, max_epochs: int) -> list[int]:

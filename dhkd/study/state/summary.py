@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dhkd.study.layout import StudyPaths, read_json, write_json
-from dhkd.study.spec import StudySpec
+from dhkd.study.design.spec import StudySpec
+from dhkd.study.state.layout import StudyPaths, read_json, write_json
 
 OPTUNA_TO_STATE = {"COMPLETE": "COMPLETE", "PRUNED": "PRUNED", "FAIL": "FAILED"}
 
@@ -37,7 +37,7 @@ def collect(paths: StudyPaths, spec: StudySpec) -> tuple[list[dict[str, Any]], d
     """Rows {number, state, value, params, run_id, ray_trial_id} from Optuna + tracking.json."""
     import optuna
 
-    from dhkd.study.live import extended_values
+    from dhkd.study.state.live import extended_values
 
     study = optuna.load_study(study_name=spec.name, storage=paths.optuna_url)
     runs = (read_json(paths.tracking_state, {}) or {}).get("runs", {})

@@ -22,8 +22,8 @@ import re
 from typing import Any
 
 from dhkd.data.selection import protocol_label
-from dhkd.study.outcome import COMPLETE, PRUNED, objective_key
-from dhkd.study.spec import StudySpec
+from dhkd.study.design.spec import StudySpec
+from dhkd.study.state.outcome import COMPLETE, PRUNED, objective_key
 
 NOTE = "mlflow.note.content"
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")

@@ -18,13 +18,13 @@ COMPUTE_S = "train/compute_s"  # seconds this attempt of the trial has run so fa
 CPU_S = "cpu_s"  # CPU seconds (all threads) this attempt has used so far (every report)
 ATTEMPT = "attempt"  # id of this attempt of the trial (a retry or a resume is a new one)
 DEVICE = "device"  # what the attempt computes on, e.g. "cuda: NVIDIA H100" or "cpu: x86_64"
-UNITS = "units"  # config key of a top-up (extend.py): the (category, seed) units to train
+UNITS = "units"  # config key of a top-up (driver/extend.py): the (category, seed) units to train
 TRIAL_NUMBER = "trial_number"  # config key: the Optuna trial number
 PARAMS = "params"  # config key: {dotted TrainConfig key: value}
 
 COMPLETE, PRUNED, FAILED, RUNNING = "COMPLETE", "PRUNED", "FAILED", "RUNNING"
 # MLflow run status: a PRUNED trial ended normally (stopped early by the scheduler); its
-# `state` tag tells it from a COMPLETE one (see tracking.py)
+# `state` tag tells it from a COMPLETE one (see tracking/tracker.py)
 RUN_STATUS = {COMPLETE: "FINISHED", PRUNED: "FINISHED", FAILED: "FAILED"}
 BASE_METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 SPLITS = ("val", "test")  # metric key prefixes: "val/[<category>/]<metric>", "test/..."

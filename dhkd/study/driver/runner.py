@@ -20,18 +20,18 @@ from pathlib import Path
 import yaml
 
 from dhkd.errors import ConfigError, DataError
-from dhkd.study.budget import BudgetStopper, add_used_time, budget_state
-from dhkd.study.extend import check_extension, record_extension
-from dhkd.study.layout import StudyPaths, digest, write_json
-from dhkd.study.live import read_live, study_cost
-from dhkd.study.lock import DriverLock, describe
-from dhkd.study.presentation import NOTE, best_line, experiment_tags, study_note
-from dhkd.study.reference import measure_reference
-from dhkd.study.searcher import open_optuna_study
-from dhkd.study.spec import StudySpec, parse_spec, spec_tree
-from dhkd.study.summary import StudySummary, collect, format_summary, write_summary
-from dhkd.study.tracking import Tracker, normalize_uri, start_tracking_check
-from dhkd.study.trainable import TrialContext
+from dhkd.study.design.spec import StudySpec, parse_spec, spec_tree
+from dhkd.study.driver.budget import BudgetStopper, add_used_time, budget_state
+from dhkd.study.driver.extend import check_extension, record_extension
+from dhkd.study.driver.lock import DriverLock, describe
+from dhkd.study.driver.reference import measure_reference
+from dhkd.study.driver.searcher import open_optuna_study
+from dhkd.study.driver.trainable import TrialContext
+from dhkd.study.state.layout import StudyPaths, digest, write_json
+from dhkd.study.state.live import read_live, study_cost
+from dhkd.study.state.summary import StudySummary, collect, format_summary, write_summary
+from dhkd.study.tracking.presentation import NOTE, best_line, experiment_tags, study_note
+from dhkd.study.tracking.tracker import Tracker, normalize_uri, start_tracking_check
 
 DEFAULT_STORAGE = Path("runs") / "ray"
 DEFAULT_TRACKING = "sqlite:///runs/mlflow.db"
@@ -89,7 +89,7 @@ def trials_to_start(paths: StudyPaths, spec: StudySpec) -> int:
     asked for that no Tune snapshot holds (RUNNING), and top-ups of an extension."""
     from optuna.trial import TrialState
 
-    from dhkd.study.extend import pending_topups
+    from dhkd.study.driver.extend import pending_topups
 
     study = open_optuna_study(paths, spec)
     trials = study.get_trials(deepcopy=False)
@@ -175,11 +175,11 @@ def _tuner(
     Tuner for the trials still to start; None when there are none."""
     from ray import tune
 
-    from dhkd.study.callbacks import ProgressCallback, TrackingCallback
-    from dhkd.study.live import LiveCallback
-    from dhkd.study.scheduler import PersistentASHA
-    from dhkd.study.searcher import OptunaSearcher
-    from dhkd.study.trainable import run_trial
+    from dhkd.study.driver.callbacks import ProgressCallback, TrackingCallback
+    from dhkd.study.driver.scheduler import PersistentASHA
+    from dhkd.study.driver.searcher import OptunaSearcher
+    from dhkd.study.driver.trainable import run_trial
+    from dhkd.study.state.live import LiveCallback
 
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
@@ -381,6 +381,6 @@ def outcome_text(spec: StudySpec, summary: StudySummary) -> str:
 
 
 def read_runtime_artifacts(paths: StudyPaths) -> str | None:
-    from dhkd.study.layout import read_json
+    from dhkd.study.state.layout import read_json
 
     return (read_json(paths.runtime, {}) or {}).get("artifact_location")

@@ -21,10 +21,12 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from dhkd.study.budget import mark_exhausted
-from dhkd.study.layout import StudyPaths, read_json, write_json
-from dhkd.study.live import gpu_budget_left
-from dhkd.study.outcome import (
+from dhkd.study.design.space import grid, suggest
+from dhkd.study.design.spec import StudySpec
+from dhkd.study.driver.budget import mark_exhausted
+from dhkd.study.state.layout import StudyPaths, read_json, write_json
+from dhkd.study.state.live import gpu_budget_left
+from dhkd.study.state.outcome import (
     COMPLETE,
     EPOCH,
     FAILED,
@@ -35,8 +37,6 @@ from dhkd.study.outcome import (
     UNITS,
     trial_outcome,
 )
-from dhkd.study.space import grid, suggest
-from dhkd.study.spec import StudySpec
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class OptunaSearcher(Searcher):
     def _pending_topups(self) -> dict[int, list]:
         """COMPLETE trials that an extension gave new units and no Ray trial tops up yet."""
         if self._topups is None:
-            from dhkd.study.extend import pending_topups
+            from dhkd.study.driver.extend import pending_topups
 
             held = set(self._extending.values())
             pending = pending_topups(self.paths, self.spec, self.study)

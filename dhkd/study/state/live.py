@@ -20,8 +20,11 @@ from typing import Any
 
 from ray.tune import Callback
 
-from dhkd.study.layout import StudyPaths, read_json, write_json
-from dhkd.study.outcome import (
+from dhkd.study.design.spec import StudySpec
+from dhkd.study.design.units import as_units, merge_final
+from dhkd.study.driver.trainable import NODE_ID
+from dhkd.study.state.layout import StudyPaths, read_json, write_json
+from dhkd.study.state.outcome import (
     ATTEMPT,
     COMPLETE,
     COMPUTE_S,
@@ -35,9 +38,6 @@ from dhkd.study.outcome import (
     tracked_metrics,
     trial_outcome,
 )
-from dhkd.study.spec import StudySpec
-from dhkd.study.trainable import NODE_ID
-from dhkd.study.units import as_units, merge_final
 
 RUNNING, INTERRUPTED = "RUNNING", "INTERRUPTED"
 
@@ -175,7 +175,7 @@ class LiveCallback(Callback):
 
     def _keep_results(self, rec: dict[str, Any], trial, result: dict[str, Any]) -> None:
         """The units a COMPLETE trial (or top-up) trained, its final metrics and per-unit rows;
-        a top-up's are merged into what the trial had (extend.py)."""
+        a top-up's are merged into what the trial had (driver/extend.py)."""
         units = as_units(trial.config.get(UNITS) or self.spec.units)
         final = tracked_metrics(result, self.spec.objective.metric)
         rows = _unit_rows(trial)

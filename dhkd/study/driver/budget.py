@@ -1,6 +1,6 @@
 """The study's budget: wall time counted over every run of the study (a resumed study goes on
 with what is left) as a Tune Stopper, and the record that a budget (time_s, or gpu_hours, which
-the searcher enforces: dhkd.study.live) ran out."""
+the searcher enforces: dhkd.study.state.live) ran out."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 from ray.tune import Stopper
 
-from dhkd.study.layout import StudyPaths, read_json, write_json
+from dhkd.study.state.layout import StudyPaths, read_json, write_json
 
 
 def _budget_file(paths: StudyPaths):

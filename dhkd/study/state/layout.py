@@ -9,8 +9,8 @@
     scheduler.json                ASHA rung state
     tracking.json                 MLflow ids: experiment, study run, trial number -> run
     outbox.jsonl, outbox/         tracking operations (and their files) not yet logged
-    outbox.*.lock                 flocks of outbox appends and replays (outbox.py)
-    driver.lock                   the driver running the study: host, pid, since (lock.py)
+    outbox.*.lock                 flocks of outbox appends and replays (tracking/outbox.py)
+    driver.lock                   the driver running the study: host, pid, since (driver/lock.py)
 <storage>/features/               frozen-backbone feature cache (single-node default)
 <storage>/data/synthetic-<hash>/  generated datasets
 """

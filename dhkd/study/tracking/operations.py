@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from dhkd.study.outcome import COMPLETE, FAILED, PRUNED, RUN_STATUS, RUNNING
-from dhkd.study.presentation import NOTE, run_route
+from dhkd.study.state.outcome import COMPLETE, FAILED, PRUNED, RUN_STATUS, RUNNING
+from dhkd.study.tracking.presentation import NOTE, run_route
 
 STUDY_TAGS = ("dhkd.role", "dhkd.study", "dhkd.study_uid")
 MAX_TAG = 5000

@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 from dhkd.errors import DhkdError
-from dhkd.study.budget import budget_state
-from dhkd.study.layout import StudyPaths
-from dhkd.study.live import INTERRUPTED, RUNNING, extended_values, read_live, study_cost
-from dhkd.study.lock import holder_alive, read_lock
+from dhkd.study.driver.budget import budget_state
+from dhkd.study.driver.lock import holder_alive, read_lock
+from dhkd.study.state.layout import StudyPaths
+from dhkd.study.state.live import INTERRUPTED, RUNNING, extended_values, read_live, study_cost
 
 STATES = ("COMPLETE", "PRUNED", "FAILED", RUNNING, INTERRUPTED, "WAITING")
 OPTUNA_TO_STATE = {"COMPLETE": "COMPLETE", "PRUNED": "PRUNED", "FAIL": "FAILED"}
@@ -23,7 +23,7 @@ OPTUNA_TO_STATE = {"COMPLETE": "COMPLETE", "PRUNED": "PRUNED", "FAIL": "FAILED"}
 def _spec(paths: StudyPaths):
     import yaml
 
-    from dhkd.study.spec import parse_spec
+    from dhkd.study.design.spec import parse_spec
 
     if not paths.spec.is_file():
         raise DhkdError(
@@ -215,7 +215,7 @@ def _duration(seconds: float | None) -> str:
 
 
 def format_status(status: dict[str, Any]) -> str:
-    from dhkd.study.summary import format_compute
+    from dhkd.study.state.summary import format_compute
 
     counts = status["counts"]
     total = f" of {status['trials']}" if status["trials"] else ""

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from dhkd.errors import ConfigError
-from dhkd.study.layout import StudyPaths, read_json, write_json
-from dhkd.study.live import live_path, read_live
-from dhkd.study.spec import StudySpec, spec_differences
-from dhkd.study.units import Unit, as_units
+from dhkd.study.design.spec import StudySpec, spec_differences
+from dhkd.study.design.units import Unit, as_units
+from dhkd.study.state.layout import StudyPaths, read_json, write_json
+from dhkd.study.state.live import live_path, read_live
 
 
 def check_extension(old: StudySpec, new: StudySpec, extend: bool) -> list[str]:

@@ -53,7 +53,7 @@ from dhkd.config import TrainConfig, load_config
 from dhkd.errors import ConfigError
 from dhkd.methods.registry import DEFAULT_METHOD, get_method
 from dhkd.sections import SelectionConfig
-from dhkd.study.space import Param, grid_size, ordered_keys
+from dhkd.study.design.space import Param, grid_size, ordered_keys
 
 MVTEC_CATEGORIES = (
     "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
@@ -187,7 +187,7 @@ class StudySpec(_Strict):
     reference: str | None = Field(
         None,
         description="a method measured once per (category, seed) under the same protocol, "
-        "shown as its own column of every table (dhkd.study.reference), e.g. knn",
+        "shown as its own column of every table (dhkd.study.driver.reference), e.g. knn",
     )
     num_samples: int | None = Field(None, ge=1, description="trials; grid: defaults to its size")
     scheduler: SchedulerSpec = SchedulerSpec()

@@ -19,11 +19,11 @@ from typing import Any
 
 from dhkd.config import load_config
 from dhkd.sections import TrainConfig
-from dhkd.study.layout import StudyPaths
-from dhkd.study.live import cost_metrics, on_gpu
-from dhkd.study.outcome import COMPLETE, OBJECTIVE, tracked_metrics
-from dhkd.study.provenance import provenance_of
-from dhkd.study.spec import StudySpec
+from dhkd.study.design.spec import StudySpec
+from dhkd.study.state.layout import StudyPaths
+from dhkd.study.state.live import cost_metrics, on_gpu
+from dhkd.study.state.outcome import COMPLETE, OBJECTIVE, tracked_metrics
+from dhkd.study.tracking.provenance import provenance_of
 
 SHARED_SECTIONS = ("data", "backbone", "score")  # settings a reference shares with the trials
 REFERENCE_DIR = "reference"
@@ -55,7 +55,7 @@ def measure_reference(
     operation that logs it (None without a reference)."""
     if spec.reference is None:
         return None
-    from dhkd.study.trainable import device_name, node_feature_cache, objective_value
+    from dhkd.study.driver.trainable import device_name, node_feature_cache, objective_value
     from dhkd.train import fit_units
 
     cfg = reference_config(spec)

@@ -20,7 +20,7 @@ import yaml
 
 from dhkd.errors import DataError, DhkdError
 from dhkd.fingerprint import dataset_inputs, fingerprint_tags
-from dhkd.study.outcome import COMPLETE
+from dhkd.study.state.outcome import COMPLETE
 from dhkd.weights import WEIGHTS_FILE
 
 CONFIG_FILE = "config.yaml"
