@@ -12,8 +12,11 @@ epochs and reported per epoch. A unit subclass implements
   split (validation or test; larger = more anomalous); `predict(split)` fuses, smooths and
   pools them with the shared score settings. A unit never sees an evaluated split before
   `predict` hands it one: the test images may be read only after the last epoch;
-- `state_dict()` / `load_state_dict(state)`: training state that torch.load(weights_only=True)
-  can read (tensors, numbers, strings), for resuming.
+- the class attributes `method` (its registered name), `optimizers` and `generators` (names of
+  the attributes holding its optimisers and its random generators beyond `generator`) and
+  `saved_stages` (earlier stages whose completion a resumed unit must know): from them the base
+  class writes and restores the training state (`state_dict()` / `load_state_dict(state)`),
+  which torch.load(weights_only=True) can read (tensors, numbers, strings).
 
 Inference on new images (dhkd/inference.py) builds a unit with `for_inference`, restores the
 trained model with `load_weights` and scores a split with `predict(split)`. The ONNX export
@@ -32,6 +35,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -90,7 +94,13 @@ def check_finite(loss: torch.Tensor, where: str, advice: str = "lower optim.lr")
 
 
 class MethodUnit(ABC):
-    """Identity, seeding, feature statistics, feature batches, mixed precision and prediction."""
+    """Identity, seeding, feature statistics, feature batches, mixed precision, training state
+    and prediction."""
+
+    method: ClassVar[str]  # the registered name, written into the training state
+    optimizers: ClassVar[tuple[str, ...]] = ()  # attributes holding a torch optimiser
+    generators: ClassVar[tuple[str, ...]] = ()  # attributes holding a torch.Generator
+    saved_stages: ClassVar[tuple[str, ...]] = ()  # earlier stages saved as "<stage>_done"
 
     def __init__(
         self,
@@ -140,13 +150,37 @@ class MethodUnit(ABC):
     def level_maps(self, split: CachedSplit, idx: torch.Tensor) -> list[torch.Tensor]:
         """Per-level anomaly maps [(B, h_l, w_l)] of rows idx of `split` (B = len(idx))."""
 
-    @abstractmethod
     def state_dict(self) -> dict:
-        """Training state for resuming (weights, optimisers, generators, counters)."""
+        """Training state for resuming: identity, counters, the model's state dict, the state of
+        each optimiser and generator (under its attribute name) and "<stage>_done" of each of
+        `saved_stages`."""
+        return {
+            "method": self.method,
+            "category": self.category,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            **{f"{stage}_done": self.stage_done(stage) for stage in self.saved_stages},
+            "train_seconds": self.train_seconds,
+            "model": self.model.state_dict(),
+            **{name: getattr(self, name).state_dict() for name in self.optimizers},
+            **{name: getattr(self, name).get_state() for name in ("generator", *self.generators)},
+        }
 
-    @abstractmethod
     def load_state_dict(self, state: dict) -> None:
-        """Restore what state_dict returned."""
+        """Restore what state_dict returned. A generator the state lacks (written before the
+        method used it) keeps its seeded state; the saved stages are finished last, with the
+        restored model."""
+        self.check_identity(state, self.method)
+        self.load_weights(state["model"])
+        for name in self.optimizers:
+            getattr(self, name).load_state_dict(state[name])
+        for name in ("generator", *self.generators):
+            if name in state:
+                getattr(self, name).set_state(state[name])
+        self.epoch, self.train_seconds = state["epoch"], state["train_seconds"]
+        for stage in self.saved_stages:
+            if state[f"{stage}_done"]:
+                self.finish_stage(stage)
 
     @classmethod
     def for_inference(

@@ -51,6 +51,10 @@ def build_bikd_model(cfg, shapes, stats) -> BiKDModel:
 class BiKDUnit(MethodUnit):
     """Forward student + reverse distiller trained together on normal images (+ augmentation)."""
 
+    method = "bikd"
+    optimizers = ("optimizer",)
+    generators = ("augment_generator", "erase_generator")
+
     def __init__(
         self,
         cfg: TrainConfig,
@@ -148,27 +152,3 @@ class BiKDUnit(MethodUnit):
 
     def maps_from(self, images: torch.Tensor, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         return self.model(images, feats)
-
-    def state_dict(self) -> dict:
-        return {
-            "method": "bikd",
-            "category": self.category,
-            "seed": self.seed,
-            "epoch": self.epoch,
-            "train_seconds": self.train_seconds,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
-            "augment_generator": self.augment_generator.get_state(),
-            "erase_generator": self.erase_generator.get_state(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.check_identity(state, "bikd")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
-        self.augment_generator.set_state(state["augment_generator"])
-        if "erase_generator" in state:  # states written before bikd.erase_prob existed lack it
-            self.erase_generator.set_state(state["erase_generator"])
-        self.epoch, self.train_seconds = state["epoch"], state["train_seconds"]

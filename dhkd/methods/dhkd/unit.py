@@ -42,6 +42,11 @@ def build_dhkd_model(cfg, shapes, stats) -> DHKDModel:
 class DHKDUnit(MethodUnit):
     """Flow teacher trained on NLL (stage 1), then the denoising student (stage 2)."""
 
+    method = "dhkd"
+    optimizers = ("teacher_opt", "student_opt")
+    generators = ("noise_generator",)
+    saved_stages = ("teacher",)
+
     def __init__(
         self,
         cfg: TrainConfig,
@@ -121,29 +126,3 @@ class DHKDUnit(MethodUnit):
 
     def level_maps(self, split: CachedSplit, idx: torch.Tensor) -> list[torch.Tensor]:
         return self.model(self._features(split, idx))
-
-    def state_dict(self) -> dict:
-        return {
-            "method": "dhkd",
-            "category": self.category,
-            "seed": self.seed,
-            "epoch": self.epoch,
-            "teacher_done": self.stage_done("teacher"),
-            "train_seconds": self.train_seconds,
-            "model": self.model.state_dict(),
-            "teacher_opt": self.teacher_opt.state_dict(),
-            "student_opt": self.student_opt.state_dict(),
-            "generator": self.generator.get_state(),
-            "noise_generator": self.noise_generator.get_state(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.check_identity(state, "dhkd")
-        self.model.load_state_dict(state["model"])
-        self.teacher_opt.load_state_dict(state["teacher_opt"])
-        self.student_opt.load_state_dict(state["student_opt"])
-        self.generator.set_state(state["generator"])
-        self.noise_generator.set_state(state["noise_generator"])
-        self.epoch, self.train_seconds = state["epoch"], state["train_seconds"]
-        if state["teacher_done"]:
-            self.finish_stage("teacher")

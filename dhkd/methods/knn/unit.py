@@ -27,6 +27,8 @@ def build_knn_model(cfg, shapes, stats) -> KnnModel:
 class KnnUnit(MethodUnit):
     """Collects the train patches, keeps a greedy coreset of them; no gradient steps."""
 
+    method = "knn"
+
     def build_model(self, shapes: list[tuple[int, int, int]]) -> KnnModel:
         return build_knn_model(self.cfg, shapes, self.stats)
 
@@ -59,25 +61,7 @@ class KnnUnit(MethodUnit):
         return self.model(self._features(split, idx))
 
     def load_weights(self, model_state: dict) -> None:
+        if model_state.get("bank") is None:
+            raise TrainingError(f"knn checkpoint of {self.name} holds no memory bank")
         self.model.set_bank(model_state["bank"])
         self.model.load_state_dict(model_state)
-
-    def state_dict(self) -> dict:
-        return {
-            "method": "knn",
-            "category": self.category,
-            "seed": self.seed,
-            "epoch": self.epoch,
-            "train_seconds": self.train_seconds,
-            "model": self.model.state_dict(),
-            "generator": self.generator.get_state(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.check_identity(state, "knn")
-        bank = state["model"].get("bank")
-        if bank is None:
-            raise TrainingError(f"knn checkpoint of {self.name} holds no memory bank")
-        self.load_weights(state["model"])
-        self.generator.set_state(state["generator"])
-        self.epoch, self.train_seconds = state["epoch"], state["train_seconds"]

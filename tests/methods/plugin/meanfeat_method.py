@@ -49,6 +49,8 @@ class MeanfeatModel(nn.Module):
 
 
 class MeanfeatUnit(MethodUnit):
+    method = "meanfeat"
+
     def build_model(self, shapes):
         return MeanfeatModel(
             shapes,
@@ -64,16 +66,6 @@ class MeanfeatUnit(MethodUnit):
 
     def level_maps(self, split: CachedSplit, idx: torch.Tensor) -> list[torch.Tensor]:
         return self.model(self._features(split, idx))
-
-    def state_dict(self) -> dict:
-        return {"method": "meanfeat", "category": self.category, "seed": self.seed,
-                "epoch": self.epoch, "train_seconds": self.train_seconds,
-                "model": self.model.state_dict()}  # fmt: skip
-
-    def load_state_dict(self, state: dict) -> None:
-        self.check_identity(state, "meanfeat")
-        self.model.load_state_dict(state["model"])
-        self.epoch, self.train_seconds = state["epoch"], state["train_seconds"]
 
 
 METHOD = MethodInfo(
