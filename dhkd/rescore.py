@@ -169,7 +169,7 @@ def _source(ref: str, workdir: str, tracking_uri: str | None) -> _Source:
             f"{ref} is neither a folder (the --out of `dhkd train`) nor an MLflow run id "
             "(32 hex digits, from the MLflow UI or a report's provenance.csv)"
         )
-    from dhkd.report.collect import DEFAULT_TRACKING_URI
+    from dhkd.runs.tracking import DEFAULT_TRACKING_URI
     from dhkd.study.tracking.provenance import fetch_weights, load_run
 
     uri = tracking_uri or DEFAULT_TRACKING_URI

@@ -39,7 +39,7 @@ def load_predictor(args: argparse.Namespace, workdir: str):
     if args.checkpoint:
         path = args.checkpoint
     else:
-        from dhkd.report.collect import DEFAULT_TRACKING_URI
+        from dhkd.runs.tracking import DEFAULT_TRACKING_URI
         from dhkd.study.tracking.provenance import fetch_weights
 
         path = fetch_weights(args.run, args.tracking_uri or DEFAULT_TRACKING_URI, workdir)

@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dhkd.report import build_report
-    from dhkd.report.collect import DEFAULT_TRACKING_URI
     from dhkd.report.tables import SUMMARY_ROWS
+    from dhkd.runs.tracking import DEFAULT_TRACKING_URI
 
     out = Path(args.out) if args.out else Path("reports") / args.study
     parts = ["dhkd", "report", args.study]

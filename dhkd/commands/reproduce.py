@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
-    from dhkd.report.collect import DEFAULT_TRACKING_URI
+    from dhkd.runs.tracking import DEFAULT_TRACKING_URI
     from dhkd.study.tracking.provenance import format_reproduction, load_run, reproduce
 
     with tempfile.TemporaryDirectory(prefix="dhkd-reproduce-") as tmp:

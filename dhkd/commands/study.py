@@ -116,12 +116,13 @@ def load_for_run(path: str, smoke: bool, name: str | None):
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from dhkd.study.driver.runner import DEFAULT_STORAGE, DEFAULT_TRACKING, RunOptions, run_study
+    from dhkd.runs.tracking import DEFAULT_TRACKING_URI
+    from dhkd.study.driver.runner import DEFAULT_STORAGE, RunOptions, run_study
 
     spec = load_for_run(args.spec, args.smoke_test, args.name)
     opts = RunOptions(
         storage_path=args.storage_path or DEFAULT_STORAGE,
-        tracking_uri=args.tracking_uri or DEFAULT_TRACKING,
+        tracking_uri=args.tracking_uri or DEFAULT_TRACKING_URI,
         address=args.address,
         artifact_location=args.artifact_location,
         num_cpus=args.num_cpus,
@@ -136,9 +137,10 @@ def run_command(args: argparse.Namespace) -> int:
 def sync_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from dhkd.runs.tracking import check_tracking, normalize_uri
     from dhkd.study.driver.runner import DEFAULT_STORAGE, read_runtime_artifacts
     from dhkd.study.state.layout import StudyPaths
-    from dhkd.study.tracking.tracker import Tracker, check_tracking, normalize_uri
+    from dhkd.study.tracking.tracker import Tracker
 
     paths = StudyPaths(Path(args.storage_path or DEFAULT_STORAGE), args.name)
     if args.tracking_uri:
@@ -169,10 +171,10 @@ def status_command(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    from dhkd.runs.tracking import normalize_uri
     from dhkd.study.driver.runner import DEFAULT_STORAGE
     from dhkd.study.state.layout import StudyPaths
     from dhkd.study.state.status import format_status, mlflow_status, study_status
-    from dhkd.study.tracking.tracker import normalize_uri
 
     paths = StudyPaths(Path(args.storage_path or DEFAULT_STORAGE), args.name)
     use_mlflow = args.tracking_uri is not None and not paths.spec.is_file()

@@ -64,10 +64,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dhkd.errors import DhkdError
-    from dhkd.study.driver.runner import DEFAULT_TRACKING
-    from dhkd.study.tracking.tracker import normalize_uri
+    from dhkd.runs.tracking import DEFAULT_TRACKING_URI, normalize_uri
 
-    uri = args.tracking_uri or DEFAULT_TRACKING
+    uri = args.tracking_uri or DEFAULT_TRACKING_URI
     if uri.startswith("sqlite:///"):
         if not Path(uri.removeprefix("sqlite:///")).expanduser().is_file():
             raise DhkdError(

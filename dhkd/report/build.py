@@ -28,7 +28,6 @@ from dhkd.report import figures_optuna as FO
 from dhkd.report.collect import (
     METRICS,
     StudyData,
-    client_for,
     download_maps,
     kept_weights,
     load_study,
@@ -46,6 +45,7 @@ from dhkd.report.paths import portable_text
 from dhkd.report.render import FINGERPRINT_FIELDS, provenance_rows, to_csv, to_markdown
 from dhkd.report.select import Column, best_trial, columns
 from dhkd.report.tables import Table, build_table
+from dhkd.runs.tracking import client_for
 
 OUTPUTS = (
     "tables",

@@ -11,10 +11,7 @@ Everything here needs the tracking URI only, never the study's storage folder.
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
-import os
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -24,8 +21,8 @@ from typing import Any
 import yaml
 
 from dhkd.errors import DhkdError
+from dhkd.runs.tracking import DEFAULT_TRACKING_URI, client_for
 
-DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"  # dhkd.study.driver.runner.DEFAULT_TRACKING
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 COMPLETE = "COMPLETE"
 
@@ -85,33 +82,6 @@ class StudyData:
         if not values or any(v is None for v in values):
             return None
         return sum(values) / len(values)
-
-
-def client_for(uri: str):
-    """(MlflowClient, normalised uri); a sqlite file that does not exist is an error (MLflow
-    would silently create an empty database)."""
-    if uri.startswith("sqlite:///"):
-        path = Path(uri.removeprefix("sqlite:///")).expanduser()
-        if not path.is_file():
-            raise DhkdError(
-                f"no MLflow database at {path.resolve()}: run a study first (`dhkd study run "
-                "studies/quickstart.yaml`) or pass --tracking-uri of the store it used"
-            )
-        uri = f"sqlite:///{path.resolve()}"
-    elif uri.startswith(("http://", "https://")):
-        from dhkd.study.tracking.tracker import check_tracking
-
-        check_tracking(uri)  # a clear DhkdError instead of retries and a traceback
-    return _client(uri), uri
-
-
-@functools.cache
-def _client(uri: str):
-    from mlflow.tracking import MlflowClient
-
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    return MlflowClient(uri)
 
 
 def list_studies(client) -> list[str]:

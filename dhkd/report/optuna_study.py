@@ -64,7 +64,7 @@ def rebuild_from_mlflow(data: StudyData) -> tuple[Any, list[str]]:
     import optuna
     from optuna.trial import TrialState, create_trial
 
-    from dhkd.report.collect import client_for
+    from dhkd.runs.tracking import client_for
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     client, _ = client_for(data.tracking_uri)

@@ -1,12 +1,11 @@
-"""The browser check (dhkd/report/browser_check.py) on the quickstart smoke study: `dhkd ui`
+"""The browser check (tests/tools/browser_check.py) on the quickstart smoke study: `dhkd ui`
 opens on the study's runs, the descriptions name the best trial and how each trial ended, and
 the HTML report shows every figure with no dead link. Needs Debian's chromium; skips without."""
 
 from __future__ import annotations
 
 import pytest
-
-from dhkd.report.browser_check import find_chromium, main
+from tools.browser_check import find_chromium, main
 
 pytestmark = [
     pytest.mark.browser,

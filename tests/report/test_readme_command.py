@@ -21,11 +21,3 @@ def test_regeneration_command_parses():
         args = parser.parse_args(argv[1:])  # exits (fails the test) on an unknown flag
         assert callable(args.func)
     assert parser.parse_args(commands[1][1:]).study == "quickstart"
-
-
-def test_default_tracking_uri_matches_the_study_runner():
-    """collect keeps its own copy (importing the runner imports Ray); they must agree."""
-    from dhkd.report.collect import DEFAULT_TRACKING_URI
-    from dhkd.study.driver.runner import DEFAULT_TRACKING
-
-    assert DEFAULT_TRACKING_URI == DEFAULT_TRACKING

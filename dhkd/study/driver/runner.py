@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from dhkd.errors import ConfigError, DataError
+from dhkd.runs.tracking import DEFAULT_TRACKING_URI, normalize_uri
 from dhkd.study.design.spec import StudySpec, parse_spec, spec_tree
 from dhkd.study.driver.budget import BudgetStopper, add_used_time, budget_state
 from dhkd.study.driver.extend import check_extension, record_extension
@@ -31,10 +32,9 @@ from dhkd.study.state.layout import StudyPaths, digest, write_json
 from dhkd.study.state.live import read_live, study_cost
 from dhkd.study.state.summary import StudySummary, collect, format_summary, write_summary
 from dhkd.study.tracking.presentation import NOTE, best_line, experiment_tags, study_note
-from dhkd.study.tracking.tracker import Tracker, normalize_uri, start_tracking_check
+from dhkd.study.tracking.tracker import Tracker, start_tracking_check
 
 DEFAULT_STORAGE = Path("runs") / "ray"
-DEFAULT_TRACKING = "sqlite:///runs/mlflow.db"
 
 
 class Phases:
@@ -53,7 +53,7 @@ class Phases:
 @dataclass
 class RunOptions:
     storage_path: str | Path = DEFAULT_STORAGE
-    tracking_uri: str = DEFAULT_TRACKING
+    tracking_uri: str = DEFAULT_TRACKING_URI
     address: str | None = None  # None: a local Ray instance; "auto": join a running cluster
     artifact_location: str | None = None
     num_cpus: int | None = None  # local Ray only

@@ -27,7 +27,6 @@ the end of the run, on the next run, or by `dhkd study sync NAME`.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from dhkd.errors import DhkdError
+from dhkd.runs.tracking import check_tracking, probe
 from dhkd.study.state.layout import StudyPaths, read_json, write_json
 from dhkd.study.tracking.operations import OPERATIONS
 from dhkd.study.tracking.outbox import Outbox
@@ -51,47 +51,6 @@ def default_artifact_location(uri: str) -> str | None:
     if uri.startswith("sqlite:///"):
         return (Path(uri.removeprefix("sqlite:///")).parent / "mlflow-artifacts").as_uri()
     return None
-
-
-def normalize_uri(uri: str) -> str:
-    """Make sqlite paths absolute (workers, the UI and `study sync` then agree)."""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        path = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{path}"
-    if uri.startswith("sqlite:////"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return uri
-
-
-def probe(client) -> Exception | None:
-    try:
-        client.search_experiments(max_results=1)
-        return None
-    except Exception as exc:
-        return exc
-
-
-def check_tracking(uri: str) -> None:
-    """Raise a clear DhkdError unless the tracking URI answers (before any trial runs)."""
-    from mlflow.tracking import MlflowClient
-
-    saved = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    try:
-        exc = probe(MlflowClient(uri))
-    finally:
-        if saved is None:
-            del os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
-        else:
-            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = saved
-    if exc is not None:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise DhkdError(
-            f"the tracking URI {uri} does not answer ({first}). Start the server "
-            "(e.g. `mlflow server --host 127.0.0.1 --port 5000`) or pass a local store, "
-            "e.g. --tracking-uri sqlite:///runs/mlflow.db"
-        )
 
 
 def start_tracking_check(uri: str) -> Callable[[], None]:

@@ -1,7 +1,7 @@
 """Check in headless Chromium that a study reads right in `dhkd ui`, and keep screenshots.
 
-    python -m dhkd.report.browser_check --out /tmp/dhkd-browser
-    python -m dhkd.report.browser_check --out DIR --tracking-uri sqlite:///runs/mlflow.db --study qs
+    python tests/tools/browser_check.py --out /tmp/dhkd-browser
+    python tests/tools/browser_check.py --out DIR --tracking-uri sqlite:///runs/mlflow.db --study qs
 
 Without --study it runs the quickstart smoke study and `dhkd report` on it in a temporary
 folder first. Then it starts `dhkd ui --study NAME`, opens the URL that command prints, the
@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from dhkd.errors import DhkdError
+from dhkd.runs.tracking import DEFAULT_TRACKING_URI
 from dhkd.study.tracking.presentation import run_route
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]  # tests/tools/ -> the repository
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 WAIT_S = 90.0  # per page: the UI renders in a few seconds, but CI machines are shared
 
@@ -379,7 +380,7 @@ def check(out: Path, uri: str | None = None, study: str | None = None) -> list[s
         if study is None:
             uri, study = smoke_study(work)
         elif uri is None:
-            uri = "sqlite:///runs/mlflow.db"
+            uri = DEFAULT_TRACKING_URI
         info = study_runs(uri, study, work)
         ui = UI(uri, study)
         try:
@@ -394,7 +395,7 @@ def check(out: Path, uri: str | None = None, study: str | None = None) -> list[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dhkd.report.browser_check", description=__doc__,
+    p = argparse.ArgumentParser(prog="python tests/tools/browser_check.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--out", required=True, help="folder for the screenshots")
     p.add_argument("--tracking-uri", default=None, help="with --study: an existing store")
