@@ -52,7 +52,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "backbone": {"name": "efficientnet_lite0", "levels": [2, 3]},
         "optim": {"epochs": 30, "batch_size": 16, "eval_every": 5},
     },
-    # METHOD.md defaults: WideResNet50-2 layers 1-3 at 256 px.
+    # The design's default encoder (docs/design.md): WideResNet50-2 layers 1-3 at 256 px.
     "paper": {
         "data": {"image_size": 256},
         "backbone": {"name": "wide_resnet50_2", "levels": [1, 2, 3]},

@@ -1,4 +1,4 @@
-"""Exact anomaly-detection metrics of the MVTec AD protocol (METHOD.md, "Evaluation").
+"""Exact anomaly-detection metrics of the MVTec AD protocol (docs/design.md, "Evaluation").
 
 Pure functions over numpy arrays. Maps are float arrays of shape (N, H, W); masks have the same
 shape with values in {0, 1} or {0, 255} (any integer, bool or float dtype).

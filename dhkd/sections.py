@@ -120,7 +120,7 @@ SelectionProtocol = Literal["synthetic", "test_fold", "test"]
 
 class SelectionConfig(Section):
     """Which images choose (per-epoch validation, objective, ASHA, report columns) and which are
-    only reported (METHOD.md, "Selecting what a table shows"); dhkd.data.selection builds them.
+    only reported (docs/selection.md); dhkd.data.selection builds them.
 
     synthetic: a seeded fraction of train/good is held out (not trained on); validation = those
     images plus a defective twin of each with synthetic anomalies of exact masks; the real test

@@ -1,4 +1,4 @@
-"""Index of a dataset in MVTec AD layout (METHOD.md, "Data layout").
+"""Index of a dataset in MVTec AD layout (docs/design.md, "Data layout").
 
     <root>/<category>/train/good/*.png
     <root>/<category>/test/<defect>/*.png            (defect "good" = normal test images)

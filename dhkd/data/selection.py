@@ -1,6 +1,6 @@
 """The images that choose and the images that are reported, per selection protocol.
 
-See SelectionConfig (dhkd/sections.py) and METHOD.md, "Selecting what a table shows".
+See SelectionConfig (dhkd/sections.py) and docs/selection.md.
 `plan_selection` decides from the index alone (no image is opened) which samples train, which
 validate and which are the reported test; `load_validation` and `load_test` read them. Under
 `synthetic` no real test image is in the train or validation part, so a run can read the test

@@ -1,4 +1,4 @@
-"""Anomaly maps and image scores from per-level maps, shared by every method (METHOD.md "Score").
+"""Anomaly maps and image scores from per-level maps, shared by every method (docs/design.md).
 
 A method turns features into per-level maps (B, h_l, w_l) where larger means more anomalous;
 `score_maps` upsamples them to the input size, fuses them (sum | product), smooths them with a

@@ -1,4 +1,4 @@
-"""Frozen ImageNet encoders that return multi-level feature maps (METHOD.md "Encoder").
+"""Frozen ImageNet encoders that return multi-level feature maps (docs/design.md).
 
 Levels are named by stride: level 1 = stride 4, 2 = stride 8, 3 = stride 16, 4 = stride 32.
 For a 256 px input, level 2 gives 32x32 maps and level 3 gives 16x16 maps.

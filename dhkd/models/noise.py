@@ -1,5 +1,6 @@
-"""Feature-level noise that simulates anomalies in training (METHOD.md part 3; shared by dhkd's
-student and bikd's reverse distiller, `bikd.erase_prob`).
+"""Feature-level noise that simulates anomalies in training (DHKD's part 3, see
+dhkd/methods/dhkd/README.md; shared by dhkd's student and bikd's reverse distiller,
+`bikd.erase_prob`).
 
 f_noisy = f + m * eps, eps ~ N(0, (sigma * rms(f))^2); m is all-ones ("full") or a set of random
 square patches at the same relative location on every level ("patches"); each sample is noised

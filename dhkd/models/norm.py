@@ -1,4 +1,4 @@
-"""Per-level feature normalisation shared by every method (METHOD.md "Adopted design")."""
+"""Per-level feature normalisation shared by every method (docs/design.md)."""
 
 from __future__ import annotations
 

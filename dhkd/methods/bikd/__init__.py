@@ -1,4 +1,4 @@
-"""Method bikd: bidirectional knowledge distillation (METHOD.md, the second seed)."""
+"""Method bikd: bidirectional knowledge distillation (README.md in this folder)."""
 
 from __future__ import annotations
 

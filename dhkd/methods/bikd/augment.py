@@ -1,4 +1,4 @@
-"""Anomaly-simulating image augmentation for bidirectional KD (METHOD.md, "The second seed").
+"""Anomaly-simulating image augmentation for bidirectional KD (README.md in this folder).
 
 The BiKD abstract names "a data augmentation that simulates anomalies while removing unneeded
 noise". Our reading (every choice a `bikd.*` switch): paste a few rectangular patches into a normal

@@ -1,4 +1,4 @@
-"""The config section of method bikd: `bikd.*` (METHOD.md, "The second seed")."""
+"""The config section of method bikd: `bikd.*` (README.md in this folder)."""
 
 from __future__ import annotations
 

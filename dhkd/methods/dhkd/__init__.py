@@ -1,4 +1,4 @@
-"""Method dhkd: flow teacher + denoising dual-domain student (METHOD.md, the first seed)."""
+"""Method dhkd: flow teacher + denoising dual-domain student (README.md in this folder)."""
 
 from __future__ import annotations
 

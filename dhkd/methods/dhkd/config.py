@@ -1,4 +1,4 @@
-"""Config sections of method dhkd (METHOD.md "Adopted design"): teacher, noise, student, loss."""
+"""Config sections of method dhkd (README.md in this folder): teacher, noise, student, loss."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ class LossConfig(Section):
     affinity_weight: float = Field(0.1, ge=0, le=100, description="lambda for the affinity loss")
     affinity_form: Literal["cosine", "dot"] = "cosine"
     affinity_pool: int = Field(
-        32, ge=2, le=64, description="maps larger than this side are pooled to it (METHOD.md: 32)"
+        32, ge=2, le=64, description="maps larger than this side are pooled to it (the design's 32)"
     )
 
 

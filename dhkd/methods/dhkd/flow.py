@@ -1,4 +1,4 @@
-"""Normalizing flows on feature maps: the DHKD teacher (METHOD.md part 1) and the flow student of
+"""Normalizing flows on feature maps: the DHKD teacher (part 1, README.md) and the flow student of
 the heterogeneity ablation. Built from FrEIA SequenceINN + AllInOneBlock couplings."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def conv_subnet_factory(hidden: int, kernel: int) -> Callable[[int, int], nn.Mod
 class FeatureFlow(nn.Module):
     """One invertible flow per feature level: f (B, C, H, W) -> z (B, C, H, W), log|det J| (B,).
 
-    K AllInOneBlock couplings with conv subnets whose kernels alternate 3 / 1 (METHOD.md);
+    K AllInOneBlock couplings with conv subnets whose kernels alternate 3 / 1 (README.md);
     optionally conditioned on a fixed positional encoding.
     """
 

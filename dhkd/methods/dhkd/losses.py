@@ -1,4 +1,4 @@
-"""Student losses (METHOD.md part 5): L = L_kd + lambda * L_aff. Stateless functions."""
+"""Student losses (part 5, README.md): L = L_kd + lambda * L_aff. Stateless functions."""
 
 from __future__ import annotations
 

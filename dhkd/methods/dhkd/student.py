@@ -1,4 +1,4 @@
-"""The feed-forward student with dual-domain reconstruction blocks (METHOD.md parts 2 and 4).
+"""The feed-forward student with dual-domain reconstruction blocks (parts 2, 4; README.md).
 
 A dual-domain block is x + Spatial(x) + iFFT2(Freq(FFT2(x))). The variant switch keeps only one
 branch ("spatial", "frequency"), both ("dual"), or neither ("none": a plain conv-norm-act stack of

@@ -1,4 +1,4 @@
-"""Method knn: the nearest-neighbour reference (PatchCore-style memory bank, METHOD.md)."""
+"""Method knn: the nearest-neighbour reference (PatchCore-style memory bank, README.md)."""
 
 from __future__ import annotations
 

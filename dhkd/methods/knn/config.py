@@ -1,4 +1,4 @@
-"""The config section of method knn: `knn.*` (METHOD.md, "Selecting what a table shows")."""
+"""The config section of method knn: `knn.*` (README.md in this folder; docs/selection.md)."""
 
 from __future__ import annotations
 
