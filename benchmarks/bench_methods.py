@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_methods.py [--categories bottle cookie]
         [--methods dhkd bikd knn] [--preset quick] [--data ROOT ...] [--features cold|warm]
 
-Each (category, method) runs `dhkd.train.fit` in its own process, so that peak memory and CPU
+Each (category, method) runs `dhkd.training.fit.fit` in its own process, so that peak memory and CPU
 time belong to that run alone: wall time and CPU time (user + system) of the fit, its feature /
 train / evaluation seconds and the seconds of the validation passes at earlier epochs (every
 optim.eval_every: the learning curve a study's scheduler reads), the process's peak resident
@@ -53,7 +53,8 @@ def run_one(method: str, preset: str, root: str, category: str, cache_dir: str) 
 
     from dhkd.config import load_config
     from dhkd.features import FeatureCache
-    from dhkd.train import TEST, VAL, fit
+    from dhkd.training.evaluate import TEST, VAL
+    from dhkd.training.fit import fit
 
     cfg = load_config(preset, overrides={"method": method})
     cache = FeatureCache(cache_dir)
@@ -69,15 +70,15 @@ def run_one(method: str, preset: str, root: str, category: str, cache_dir: str) 
         "preset": preset,
         "wall_s": wall,
         "cpu_s": cpu,
-        "feature_s": result["feature_seconds"],
-        "train_s": result["train_seconds"],
-        "eval_s": result["eval_seconds"],
-        "monitor_s": result["monitor_seconds"],
+        "feature_s": result.feature_seconds,
+        "train_s": result.train_seconds,
+        "eval_s": result.eval_seconds,
+        "monitor_s": result.monitor_seconds,
         "peak_rss_mb": after.ru_maxrss / 1024,
         "threads": torch.get_num_threads(),
         "selection": cfg.selection.protocol,
-        **{m: result["metrics"][f"{TEST}{m}"] for m in METRICS},
-        **{f"val_{m}": result["metrics"][f"{VAL}{m}"] for m in METRICS},
+        **{m: result.metrics[f"{TEST}{m}"] for m in METRICS},
+        **{f"val_{m}": result.metrics[f"{VAL}{m}"] for m in METRICS},
     }
 
 

@@ -108,7 +108,7 @@ def bench_cache(spec) -> dict:
     import torch
 
     from dhkd.features import FeatureCache
-    from dhkd.train import fit_units
+    from dhkd.training.fit import fit_units
 
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     cfg = spec.base_config()
@@ -126,7 +126,7 @@ def bench_cache(spec) -> dict:
             result = fit_units(cfg, root, spec.units, feature_cache=cache, progress=False)
             out[label] = {
                 "trial_s": round(time.perf_counter() - start, 2),
-                "feature_s": round(result["feature_seconds"], 2),
+                "feature_s": round(result.feature_seconds, 2),
             }
     out["trial_speedup_disk"] = round(out["none"]["trial_s"] / out["disk"]["trial_s"], 2)
     out["trial_speedup_memory"] = round(out["none"]["trial_s"] / out["memory"]["trial_s"], 2)

@@ -24,7 +24,7 @@ import torch
 from dhkd.config import load_config
 from dhkd.features import CachedSplit, extract_features
 from dhkd.methods.registry import get_method, make_unit, method_names
-from dhkd.train import peak_memory_mb, resolve_device
+from dhkd.training.runtime import peak_memory_mb, resolve_device
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -13,7 +13,8 @@ from dhkd.methods.bikd.model import cosine_distance
 from dhkd.methods.bikd.unit import BiKDUnit
 from dhkd.methods.registry import get_method, make_unit
 from dhkd.models.norm import FeatureNorm
-from dhkd.train import EpochReport, fit_units
+from dhkd.training.fit import fit_units
+from dhkd.training.loop import EpochReport
 
 CPU = torch.device("cpu")
 
@@ -51,11 +52,11 @@ def test_fit_units_trains_bikd_and_returns_the_metrics(synthetic_root, cache, tm
         "test/pixel_aupro",
         "test/stripes/image_auroc",
     ):
-        assert 0.0 <= result["metrics"][key] <= 1.0
+        assert 0.0 <= result.metrics[key] <= 1.0
     assert [r.epoch for r in reports] == [1, 2]
     assert all(np.isfinite(r.metrics["train/loss"]) for r in reports)
-    assert {u["category"] for u in result["units"]} == {"stripes", "widget"}
-    assert all(u["train_seconds"] > 0 for u in result["units"])
+    assert {u["category"] for u in result.units} == {"stripes", "widget"}
+    assert all(u["train_seconds"] > 0 for u in result.units)
     assert (tmp_path / "maps_widget_s1.png").is_file()
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert saved["config"]["method"] == "bikd"
@@ -179,7 +180,7 @@ def test_fit_units_resume_matches_an_uninterrupted_run(synthetic_root, cache):
     )
     for key in ("image_auroc", "pixel_auroc", "pixel_aupro"):
         for name in (f"val/{key}", f"test/{key}"):
-            assert resumed["metrics"][name] == pytest.approx(full["metrics"][name], abs=1e-6)
+            assert resumed.metrics[name] == pytest.approx(full.metrics[name], abs=1e-6)
 
 
 def test_wrong_checkpoints_are_refused(synthetic_root, cache):

@@ -13,7 +13,7 @@ from dhkd.data.synth import make_synthetic_dataset
 from dhkd.features import FeatureCache
 from dhkd.methods.registry import get_method, make_unit
 from dhkd.metrics import evaluate_maps
-from dhkd.train import CategoryData
+from dhkd.training.data import CategoryData
 
 CPU = torch.device("cpu")
 FLOOR = 0.95  # image and pixel AUROC a trained model reaches

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from dhkd.cli import main
-from dhkd.train import METRICS
+from dhkd.training.evaluate import METRICS
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 

@@ -19,7 +19,7 @@ from dhkd.data.selection import (
 from dhkd.errors import ConfigError, DataError
 from dhkd.features import FeatureCache
 from dhkd.sections import SelectionConfig
-from dhkd.train import fit_units
+from dhkd.training.fit import fit_units
 
 
 def _paths(samples) -> set[str]:
@@ -189,7 +189,7 @@ def test_no_real_defective_test_image_is_read_before_the_final_evaluation(
     assert seen_at_epochs and set(seen_at_epochs) == {0}
     final = [p for p in reads if p in defective]
     assert sorted(final) == sorted(defective)  # each read once, for the final evaluation
-    assert "test/widget/pixel_aupro" in result["metrics"]
+    assert "test/widget/pixel_aupro" in result.metrics
 
 
 def test_the_read_counter_sees_reads_under_the_test_protocol(synthetic_root, monkeypatch):
@@ -207,6 +207,6 @@ def test_the_read_counter_sees_reads_under_the_test_protocol(synthetic_root, mon
         progress=False,
     )
     assert seen == [len(defective)]  # validation = test: read before the first evaluation
-    m = result["metrics"]
+    m = result.metrics
     assert m["val/pixel_aupro"] == m["test/pixel_aupro"]
-    assert result["selection"]["label"] == "selected on the test set (optimistic)"
+    assert result.selection["label"] == "selected on the test set (optimistic)"

@@ -17,7 +17,7 @@ from dhkd.errors import ConfigError, DataError, TrainingError
 from dhkd.features import CachedSplit, FeatureCache
 from dhkd.methods.base import batches, epoch_lr
 from dhkd.methods.registry import make_unit
-from dhkd.train import fit, fit_units
+from dhkd.training.fit import fit, fit_units
 
 METRIC_KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 
@@ -43,14 +43,14 @@ def test_fit_units_reports_each_epoch_and_means(synthetic_root, cache, tmp_path)
     assert "val/image_auroc" not in reports[0].metrics
     assert "val/widget/image_auroc" in reports[1].metrics
     assert not any(k.startswith("test/") for r in reports for k in r.metrics)  # test: once, after
-    assert result["monitor_seconds"] > 0  # the validation pass at epoch 2, before the last
-    m = result["metrics"]
+    assert result.monitor_seconds > 0  # the validation pass at epoch 2, before the last
+    m = result.metrics
     for key in METRIC_KEYS:
         assert 0.0 <= m[f"test/{key}"] <= 1.0 and 0.0 <= m[f"val/{key}"] <= 1.0
-        widget = [u[key] for u in result["units"] if u["category"] == "widget"]
+        widget = [u[key] for u in result.units if u["category"] == "widget"]
         assert m[f"test/widget/{key}"] == pytest.approx(sum(widget) / 2)
-        assert m[f"test/{key}"] == pytest.approx(sum(u[key] for u in result["units"]) / 3)
-        val = [u["val"][key] for u in result["units"]]
+        assert m[f"test/{key}"] == pytest.approx(sum(u[key] for u in result.units) / 3)
+        val = [u["val"][key] for u in result.units]
         assert m[f"val/{key}"] == pytest.approx(sum(val) / 3)
         assert m[f"val/{key}"] == pytest.approx(reports[-1].metrics[f"val/{key}"])
     out = tmp_path / "out"
@@ -184,7 +184,7 @@ def test_resume_from_state_continues_and_matches_uninterrupted_run(
     for key in METRIC_KEYS:
         for split in ("val", "test"):
             name = f"{split}/{key}"
-            assert resumed["metrics"][name] == pytest.approx(full["metrics"][name], abs=1e-6)
+            assert resumed.metrics[name] == pytest.approx(full.metrics[name], abs=1e-6)
 
 
 def test_feature_cache_is_reused_from_memory_and_disk(synthetic_root, tmp_path):
@@ -275,10 +275,10 @@ def test_teacher_nll_is_reported_each_teacher_epoch(synthetic_root, cache, capsy
     result = fit_units(
         cfg, synthetic_root, [("widget", 0)], feature_cache=cache, out_dir=out, progress=True
     )
-    nll = result["stage_losses"]["train/teacher_nll"]
+    nll = result.stage_losses["train/teacher_nll"]
     assert len(nll) == 3 and all(math.isfinite(v) for v in nll)
     assert nll[-1] < nll[0]  # the flow's NLL falls as the teacher trains
-    assert result["monitor_seconds"] == 0.0  # one student epoch: its validation is the last
+    assert result.monitor_seconds == 0.0  # one student epoch: its validation is the last
     lines = capsys.readouterr().err.splitlines()
     shown = [float(x.split("teacher_nll=")[1]) for x in lines if x.startswith("[teacher]")]
     assert shown == pytest.approx(nll, abs=1e-4)

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from dhkd.config import dump_config, load_config, parse_overrides
     from dhkd.data.index import index_category
     from dhkd.runs.layout import RunFolder
-    from dhkd.train import fit
+    from dhkd.training.fit import fit
 
     overrides = parse_overrides(args.overrides)
     if args.method:
@@ -67,15 +67,15 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, RunFolder(out).config)
     result = fit(cfg, args.data, args.category, out, progress=not args.quiet)
-    m = result["metrics"]
+    m = result.metrics
     for split, name in (("val", "validation"), ("test", "test")):
         print(
             f"{args.category} {name:<10}: image AUROC {m[f'{split}/image_auroc']:.4f}  pixel "
             f"AUROC {m[f'{split}/pixel_auroc']:.4f}  AU-PRO {m[f'{split}/pixel_aupro']:.4f}"
         )
     print(
-        f"{result['selection']['label']} (selection.protocol={cfg.selection.protocol}); "
-        f"train {result['train_seconds']:.0f} s, features {result['feature_seconds']:.0f} s"
+        f"{result.selection['label']} (selection.protocol={cfg.selection.protocol}); "
+        f"train {result.train_seconds:.0f} s, features {result.feature_seconds:.0f} s"
     )
     print(f"wrote {out}/metrics.json, checkpoint.pt, config.yaml and anomaly-map grids")
     print(json.dumps({k: round(v, 4) for k, v in m.items()}))

@@ -16,7 +16,7 @@ from dhkd.study import smoke_spec
 from dhkd.study.design.spec import parse_spec
 from dhkd.study.driver.runner import resolve_data
 from dhkd.study.state.layout import StudyPaths
-from dhkd.train import fit_units
+from dhkd.training.fit import fit_units
 
 
 @pytest.fixture
@@ -58,9 +58,9 @@ def test_each_category_is_read_from_the_root_that_holds_it(two_roots, synthetic_
                      progress=False)  # fmt: skip
     there = fit_units(cfg, synthetic_root, units, feature_cache=FeatureCache(tmp_path / "f2"),
                       progress=False)  # fmt: skip
-    assert here["metrics"] == there["metrics"]  # the same files, read through the links
-    assert here["fingerprint"]["data"]["digest"] == there["fingerprint"]["data"]["digest"]
-    sources = {d["name"]: d["source"] for d in dataset_inputs(here["fingerprint"])}
+    assert here.metrics == there.metrics  # the same files, read through the links
+    assert here.fingerprint["data"]["digest"] == there.fingerprint["data"]["digest"]
+    sources = {d["name"]: d["source"] for d in dataset_inputs(here.fingerprint)}
     assert sources == {"stripes": str((a / "stripes").resolve()),
                        "widget": str((b / "widget").resolve())}  # fmt: skip
 

@@ -12,7 +12,7 @@ from dhkd.errors import TrainingError
 from dhkd.features import FeatureCache
 from dhkd.methods.knn.model import greedy_coreset, knn_distance
 from dhkd.methods.registry import get_method, make_unit
-from dhkd.train import fit_units
+from dhkd.training.fit import fit_units
 
 CPU = torch.device("cpu")
 
@@ -49,8 +49,8 @@ def test_knn_runs_through_fit_units_in_one_stage(synthetic_root, cache, tmp_path
         cfg, synthetic_root, [("stripes", 0)], callback=reports.append, out_dir=tmp_path,
         feature_cache=cache, progress=False,
     )  # fmt: skip
-    assert [r.epoch for r in reports] == [1] and result["epochs"] == 1
-    assert result["metrics"]["test/image_auroc"] > 0.8  # generated defects are easy for a kNN
+    assert [r.epoch for r in reports] == [1] and result.epochs == 1
+    assert result.metrics["test/image_auroc"] > 0.8  # generated defects are easy for a kNN
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert saved["config"]["method"] == "knn" and "teacher" not in saved["config"]
     assert saved["units"][0]["model"]["bank"].shape[0] > 0

@@ -8,7 +8,7 @@ from dhkd.config import apply_overrides, load_config
 from dhkd.features import CachedSplit, extract_features
 from dhkd.methods.base import CALIBRATION_ROWS, LEVEL_SCALE
 from dhkd.methods.registry import get_method, make_unit
-from dhkd.train import _run_earlier_stages
+from dhkd.training.loop import run_earlier_stages
 
 SIZE = 64
 
@@ -32,7 +32,7 @@ def _unit(method: str, level_norm: str, n: int = 6):
 def _train(unit) -> None:
     """The earlier stages (dhkd's teacher) as fit_units runs them, then one epoch of the last."""
     *earlier, last = get_method(unit.cfg.method).stages(unit.cfg)
-    _run_earlier_stages([unit], earlier, progress=False, losses={})
+    run_earlier_stages([unit], earlier, progress=False, losses={})
     unit.run_epoch(last.name, 1)
 
 

@@ -71,7 +71,7 @@ def unit_rows(trial: FakeTrial, categories=CATEGORIES, seeds=SEEDS) -> list[dict
 
 
 def summarise(units: list[dict], prefix: str = "test/", shift: float = 0.0) -> dict[str, float]:
-    """As dhkd.train._summarise: `<prefix><metric>` over units, `<prefix><category>/<metric>`
+    """As dhkd.training.evaluate.summarise: `<prefix><metric>` over units, `<prefix><category>/<metric>`
     over seeds (each value + shift)."""
     out = {}
     for m in METRICS:

@@ -9,7 +9,7 @@ from pathlib import Path
 def make_fake_fit(
     marks: Path, fail_sigma: float = 0.99, flaky_sigma: float = -1.0, epoch_s: float = 0.05
 ):
-    """A stand-in for dhkd.train.fit_units with the same signature and reports.
+    """A stand-in for dhkd.training.fit.fit_units with the same signature and reports.
 
     The k-th trial to start (counted by marker files in `marks`) scores 1/k at its last epoch
     (value * epoch / epochs before), so with one trial at a time the first is best and ASHA
@@ -26,6 +26,7 @@ def make_fake_fit(
         from typing import NamedTuple
 
         from dhkd.errors import TrainingError
+        from dhkd.training.result import FitResult
 
         class Report(NamedTuple):
             epoch: int
@@ -63,8 +64,10 @@ def make_fake_fit(
         }
         extra = {"resumed_from": None if resume_state is None else resume_state["epoch"]}
         (Path(out_dir) / "metrics.json").write_text(json.dumps({**final, **extra}))
-        return {"metrics": final, "train_seconds": 0.1, "eval_seconds": 0.0,
-                "feature_seconds": 0.0, "epochs": epochs}  # fmt: skip
+        return FitResult(metrics=final, units=[], selection={}, train_seconds=0.1,
+                         eval_seconds=0.0, monitor_seconds=0.0, feature_seconds=0.0,
+                         epochs=epochs, stage_losses={}, peak_rss_mb=0.0, peak_gpu_mb=None,
+                         fingerprint={})  # fmt: skip
 
     return fit
 

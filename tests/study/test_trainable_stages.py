@@ -20,7 +20,7 @@ from dhkd.study.driver.trainable import (
     TrialContext,
     run_trial,
 )
-from dhkd.train import fit_units
+from dhkd.training.fit import fit_units
 
 
 class _Interrupted(Exception):

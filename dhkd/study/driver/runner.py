@@ -59,7 +59,7 @@ class RunOptions:
     num_cpus: int | None = None  # local Ray only
     feature_cache: str = "auto"  # auto: <storage>/features locally, the node default on a
     # cluster (~/.cache/dhkd/features or $DHKD_FEATURE_CACHE); "off"; or a folder on each node
-    fit_fn: Callable | None = None  # tests: a stand-in for dhkd.train.fit_units
+    fit_fn: Callable | None = None  # tests: a stand-in for dhkd.training.fit.fit_units
     quiet: bool = False
     extend: bool = False  # accept a spec that only adds trials, seeds or categories
 

@@ -64,7 +64,7 @@ class TrialContext:
     metric: str  # objective metric, averaged over categories
     feature_cache_dir: str | None  # None: the node's default cache; "": no cache at all
     threads: int = 1
-    fit_fn: Callable | None = field(default=None)  # None: dhkd.train.fit_units (tests inject)
+    fit_fn: Callable | None = field(default=None)  # None: the real fit_units (tests inject)
 
 
 def objective_value(metrics: dict[str, float], metric: str, categories: list[str]) -> float | None:
@@ -92,7 +92,7 @@ def device_name(requested: str) -> str:
     """The device a trial trains on, named: "cuda: <GPU name>" or "cpu: <processor>"."""
     import platform
 
-    from dhkd.train import resolve_device
+    from dhkd.training.runtime import resolve_device
 
     device = resolve_device(requested)
     if device.type == "cuda":
@@ -181,7 +181,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 
     fit = context.fit_fn
     if fit is None:
-        from dhkd.train import fit_units as fit
+        from dhkd.training.fit import fit_units as fit
     cache = node_feature_cache(context.feature_cache_dir)
     with tempfile.TemporaryDirectory(prefix="dhkd-trial-") as out:
         result = fit(
@@ -195,13 +195,12 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             feature_cache=cache,
             progress=False,
         )
-        final_metrics = {EPOCH: epochs, **pending, **result["metrics"]}
-        value = objective_value(result["metrics"], context.metric, categories)
+        final_metrics = {EPOCH: epochs, **pending, **result.metrics}
+        value = objective_value(result.metrics, context.metric, categories)
         if value is not None:
             final_metrics[OBJECTIVE] = value
         for key in ("train_seconds", "eval_seconds", "monitor_seconds", "feature_seconds"):
-            if key in result:
-                final_metrics[key] = float(result[key])
+            final_metrics[key] = float(getattr(result, key))
         final_metrics.update(usage())
         final_metrics[FINISHED] = 1
         _report(final_metrics, None, extra=Path(out))
