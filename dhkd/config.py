@@ -111,7 +111,7 @@ def _check_sections(tree: dict[str, Any], method: str) -> None:
                 for k in keys or [key]
             ]
     if lines:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+        raise ConfigError(_invalid(lines))
 
 
 def build_config(tree: dict[str, Any]) -> TrainConfig:
@@ -134,6 +134,13 @@ def describe_validation_error(exc: ValidationError) -> str:
         else:
             got = err.get("input")
             lines.append(f"'{loc}': {err['msg']} (got {got!r})")
+    return _invalid(lines)
+
+
+def _invalid(lines: list[str]) -> str:
+    """One problem on one line, several one per line."""
+    if len(lines) == 1:
+        return f"invalid config: {lines[0]}"
     return "invalid config:\n  " + "\n  ".join(lines)
 
 
@@ -190,5 +197,10 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     return build_config(tree)
 
 
+def config_yaml(cfg: TrainConfig) -> str:
+    """The resolved config as YAML, sections in their order (a run folder's config.yaml)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
 def dump_config(cfg: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    Path(path).write_text(config_yaml(cfg))

@@ -8,8 +8,6 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from dhkd.methods.registry import DEFAULT_METHOD, method_names
-
     p = sub.add_parser(
         "train",
         help="train and evaluate on one category",
@@ -23,6 +21,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", required=True, help="dataset root in MVTec layout")
     p.add_argument("--category", required=True, help="category folder under --data")
+    add_config_arguments(p)
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments that resolve a run's config (`config_from_args`), shared with `dhkd
+    config show`."""
+    from dhkd.methods.registry import DEFAULT_METHOD, method_names
+
     p.add_argument(
         "--method", choices=method_names(), default=None, help=f"default: {DEFAULT_METHOD}"
     )
@@ -43,16 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="shortcut for --set selection.protocol=P (default: synthetic)",
     )
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from dhkd.config import dump_config, load_config, parse_overrides
-    from dhkd.data.index import index_category
-    from dhkd.runs.layout import RunFolder
-    from dhkd.training.fit import fit
+def config_from_args(args: argparse.Namespace):
+    """The TrainConfig of the arguments of `add_config_arguments`: the preset (shared and the
+    method's values), then --config, then --set and its shortcuts."""
+    from dhkd.config import load_config, parse_overrides
 
     overrides = parse_overrides(args.overrides)
     if args.method:
@@ -61,7 +66,16 @@ def run(args: argparse.Namespace) -> int:
         overrides["seed"] = args.seed
     if args.selection:
         overrides["selection.protocol"] = args.selection
-    cfg = load_config(args.preset, args.config, overrides)
+    return load_config(args.preset, args.config, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dhkd.config import dump_config
+    from dhkd.data.index import index_category
+    from dhkd.runs.layout import RunFolder
+    from dhkd.training.fit import fit
+
+    cfg = config_from_args(args)
     index_category(args.data, args.category)  # fail fast on a missing dataset or category
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
