@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from dhkd.commands.predict import load_predictor
     from dhkd.data.images import load_image
     from dhkd.export import export_onnx
-    from dhkd.predict import collect_images
+    from dhkd.runs.predict import collect_images
 
     if args.device != "cpu":
         args.device = "cpu"  # the export traces on the CPU

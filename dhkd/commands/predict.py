@@ -39,8 +39,8 @@ def load_predictor(args: argparse.Namespace, workdir: str):
     if args.checkpoint:
         path = args.checkpoint
     else:
+        from dhkd.runs.load import fetch_weights
         from dhkd.runs.tracking import DEFAULT_TRACKING_URI
-        from dhkd.study.tracking.provenance import fetch_weights
 
         path = fetch_weights(args.run, args.tracking_uri or DEFAULT_TRACKING_URI, workdir)
     return Predictor.from_checkpoint(
@@ -51,7 +51,7 @@ def load_predictor(args: argparse.Namespace, workdir: str):
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
-    from dhkd.predict import predict_files
+    from dhkd.runs.predict import predict_files
 
     with tempfile.TemporaryDirectory(prefix="dhkd-predict-") as tmp:
         predictor = load_predictor(args, tmp)

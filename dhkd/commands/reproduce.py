@@ -26,8 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
+    from dhkd.runs.load import load_run
+    from dhkd.runs.reproduce import format_reproduction, reproduce
     from dhkd.runs.tracking import DEFAULT_TRACKING_URI
-    from dhkd.study.tracking.provenance import format_reproduction, load_run, reproduce
 
     with tempfile.TemporaryDirectory(prefix="dhkd-reproduce-") as tmp:
         logged = load_run(args.run, args.tracking_uri or DEFAULT_TRACKING_URI, tmp)

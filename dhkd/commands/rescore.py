@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from dhkd.rescore import (
+    from dhkd.runs.rescore import (
         DEFAULT_GRID,
         format_scan,
         grid_settings,

@@ -29,8 +29,11 @@ from pydantic import ValidationError
 from dhkd.config import describe_validation_error, parse_overrides
 from dhkd.errors import ConfigError, DataError
 from dhkd.metrics import evaluate_maps
+from dhkd.runs.layout import RunFolder
+from dhkd.runs.load import fetch_weights, load_run
+from dhkd.runs.tracking import DEFAULT_TRACKING_URI
 from dhkd.sections import ScoreConfig
-from dhkd.train import METRICS
+from dhkd.training.evaluate import METRICS
 
 SCANNED = ("fusion", "smoothing_sigma", "pooling", "topk_fraction")
 DEFAULT_GRID: dict[str, list[Any]] = {
@@ -149,17 +152,16 @@ class _Source:
 
 def _source(ref: str, workdir: str, tracking_uri: str | None) -> _Source:
     """A `dhkd train` output folder, or the MLflow run id of a study trial that kept weights."""
-    folder = Path(ref)
-    if folder.is_dir():
-        metrics_file = folder / "metrics.json"
-        if not metrics_file.is_file():
+    run = RunFolder(ref)
+    if run.root.is_dir():
+        if not run.metrics.is_file():
             raise DataError(
-                f"{folder} holds no metrics.json: pass the --out folder of `dhkd train`"
+                f"{run.root} holds no {RunFolder.METRICS}: pass the --out folder of `dhkd train`"
             )
-        metrics = json.loads(metrics_file.read_text())
+        metrics = json.loads(run.metrics.read_text())
         return _Source(
-            str(folder),
-            folder / "checkpoint.pt",
+            str(run.root),
+            run.checkpoint,
             lambda cat, seed: _logged_unit(metrics, cat, seed),
             False,
             (metrics.get("selection") or {}).get("label"),
@@ -169,9 +171,6 @@ def _source(ref: str, workdir: str, tracking_uri: str | None) -> _Source:
             f"{ref} is neither a folder (the --out of `dhkd train`) nor an MLflow run id "
             "(32 hex digits, from the MLflow UI or a report's provenance.csv)"
         )
-    from dhkd.runs.tracking import DEFAULT_TRACKING_URI
-    from dhkd.study.tracking.provenance import fetch_weights, load_run
-
     uri = tracking_uri or DEFAULT_TRACKING_URI
     logged = load_run(ref, uri, workdir).metrics
     checkpoint = fetch_weights(ref, uri, workdir)
@@ -208,7 +207,7 @@ def _scan(src: _Source, settings, data_root, device: str, progress: bool) -> lis
     from dhkd.data.selection import protocol_label
     from dhkd.features import default_feature_cache
     from dhkd.inference import Predictor
-    from dhkd.train import CategoryData
+    from dhkd.training.data import CategoryData
     from dhkd.weights import load_weights
 
     weights = load_weights(src.checkpoint)

@@ -10,7 +10,7 @@ import pytest
 
 from dhkd.cli import main
 from dhkd.errors import ConfigError, DataError
-from dhkd.rescore import (
+from dhkd.runs.rescore import (
     AS_TRAINED,
     best_on_validation,
     grid_settings,
