@@ -12,7 +12,6 @@ Everything here needs the tracking URI only, never the study's storage folder.
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import yaml
 
 from dhkd.errors import DhkdError
+from dhkd.runs.layout import RunFolder
 from dhkd.runs.tracking import DEFAULT_TRACKING_URI, client_for
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
@@ -251,7 +251,7 @@ def load_units(data: StudyData, trial: Trial) -> list[dict[str, Any]] | None:
     client, _ = client_for(data.tracking_uri)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = client.download_artifacts(trial.run_id, "metrics.json", tmp)
+            path = client.download_artifacts(trial.run_id, RunFolder.METRICS, tmp)
             units = json.loads(Path(path).read_text()).get("units")
     except Exception:  # no artifact (older run, or logging failed): seed spread unknown
         units = None
@@ -261,14 +261,12 @@ def load_units(data: StudyData, trial: Trial) -> list[dict[str, Any]] | None:
 
 def kept_weights(data: StudyData) -> tuple[int, int]:
     """(trials that kept their weights, total bytes of those checkpoint.pt artifacts)."""
-    from dhkd.weights import WEIGHTS_FILE
-
     client, _ = client_for(data.tracking_uri)
     sizes = [
         a.file_size or 0
         for t in data.trials
         for a in client.list_artifacts(t.run_id)
-        if a.path == WEIGHTS_FILE
+        if a.path == RunFolder.CHECKPOINT
     ]
     return len(sizes), sum(sizes)
 
@@ -280,9 +278,9 @@ def download_maps(data: StudyData, trial: Trial, out: Path) -> list[Path]:
     names = [a.path for a in client.list_artifacts(trial.run_id)]
     first: dict[str, tuple[int, str]] = {}
     for name in names:
-        match = re.fullmatch(r"maps_(.+)_s(\d+)\.png", name)
-        if match and (match[1] not in first or int(match[2]) < first[match[1]][0]):
-            first[match[1]] = (int(match[2]), name)
+        unit = RunFolder.parse_maps_name(name)
+        if unit and (unit[0] not in first or unit[1] < first[unit[0]][0]):
+            first[unit[0]] = (unit[1], name)
     order = [c for c in data.categories if c in first] + sorted(set(first) - set(data.categories))
     out.mkdir(parents=True, exist_ok=True)
     return [Path(client.download_artifacts(trial.run_id, first[c][1], str(out))) for c in order]

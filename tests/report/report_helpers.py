@@ -71,8 +71,8 @@ def unit_rows(trial: FakeTrial, categories=CATEGORIES, seeds=SEEDS) -> list[dict
 
 
 def summarise(units: list[dict], prefix: str = "test/", shift: float = 0.0) -> dict[str, float]:
-    """As dhkd.training.evaluate.summarise: `<prefix><metric>` over units, `<prefix><category>/<metric>`
-    over seeds (each value + shift)."""
+    """As dhkd.training.evaluate.summarise: `<prefix><metric>` over units,
+    `<prefix><category>/<metric>` over seeds (each value + shift)."""
     out = {}
     for m in METRICS:
         out[f"{prefix}{m}"] = float(np.mean([u[m] for u in units])) + shift

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from ray.tune import Callback
 
+from dhkd.runs.layout import RunFolder
 from dhkd.study.design.spec import StudySpec
 from dhkd.study.driver.budget import budget_state
 from dhkd.study.driver.trainable import NODE_ID, STAGE_LOSSES
@@ -83,7 +84,7 @@ def snapshot_weights(spec: StudySpec, trial, out: Path) -> str | None:
     stopped early); None when it has no snapshot."""
     import torch
 
-    from dhkd.weights import WEIGHTS_FILE, from_training_state, save_weights
+    from dhkd.weights import from_training_state, save_weights
 
     checkpoint = trial.checkpoint
     state_file = Path(checkpoint.path) / "state.pt" if checkpoint is not None else None
@@ -92,7 +93,7 @@ def snapshot_weights(spec: StudySpec, trial, out: Path) -> str | None:
     state = torch.load(state_file, map_location="cpu", weights_only=True)
     cfg = spec.trial_config(trial.config.get(PARAMS, {}))
     out.mkdir(parents=True, exist_ok=True)
-    save_weights(from_training_state(cfg, state), out / WEIGHTS_FILE)
+    save_weights(from_training_state(cfg, state), RunFolder(out).checkpoint)
     return str(out)
 
 

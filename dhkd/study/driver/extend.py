@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dhkd.errors import ConfigError
+from dhkd.runs.layout import RunFolder
 from dhkd.study.design.spec import StudySpec, spec_differences
 from dhkd.study.design.units import Unit, as_units
 from dhkd.study.state.layout import StudyPaths, read_json, write_json
@@ -106,7 +107,7 @@ def merged_artifacts(folder: str | None, rows: list[dict[str, Any]], final: dict
         return None
     tmp = Path(tempfile.mkdtemp(prefix="dhkd-extend-"))
     shutil.copytree(folder, tmp, dirs_exist_ok=True)
-    metrics_file = tmp / "metrics.json"
+    metrics_file = RunFolder(tmp).metrics
     data = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     metrics_file.write_text(json.dumps({**data, **final, "units": rows}, indent=1))
     return str(tmp)

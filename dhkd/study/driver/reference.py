@@ -1,7 +1,7 @@
 """The reference of a study (`reference: knn` in the spec): a plain method measured once per
 (category, seed) under the study's selection protocol, beside the searched variants.
 
-The driver measures it before the trials start (dhkd.train.fit_units in its own process, no
+The driver measures it before the trials start (dhkd.training.fit.fit_units in its own process, no
 search, no scheduler) on the study's units, with the study's data, backbone and score settings
 (the `fixed` keys of those shared sections) and its selection protocol, so its validation and
 test numbers are comparable with every trial's. Its outputs stay in <study>/reference/ (a resumed
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dhkd.config import load_config
+from dhkd.runs.layout import RunFolder
 from dhkd.sections import TrainConfig
 from dhkd.study.design.spec import StudySpec
 from dhkd.study.state.layout import StudyPaths
@@ -56,11 +57,11 @@ def measure_reference(
     if spec.reference is None:
         return None
     from dhkd.study.driver.trainable import device_name, node_feature_cache, objective_value
-    from dhkd.train import fit_units
+    from dhkd.training.fit import fit_units
 
     cfg = reference_config(spec)
     out = reference_dir(paths)
-    done = out / "metrics.json"
+    done = RunFolder(out).metrics
     if not done.is_file():
         if not quiet:
             print(f"[dhkd] measuring the reference {spec.reference} on {len(spec.units)} units")

@@ -20,6 +20,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from dhkd.runs.layout import RunFolder
 from dhkd.study.design.spec import StudySpec
 from dhkd.study.design.units import as_units, merge_final
 from dhkd.study.driver.trainable import NODE_ID
@@ -104,7 +105,7 @@ def _unit_rows(trial) -> list[dict[str, Any]]:
     from pathlib import Path
 
     checkpoint = trial.checkpoint
-    path = Path(checkpoint.path) / "artifacts" / "metrics.json" if checkpoint else None
+    path = RunFolder(Path(checkpoint.path) / "artifacts").metrics if checkpoint else None
     if path is None or not path.is_file():
         return []
     rows = json.loads(path.read_text()).get("units")

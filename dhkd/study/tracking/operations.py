@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from dhkd.runs.layout import RunFolder
 from dhkd.study.state.outcome import COMPLETE, FAILED, PRUNED, RUN_STATUS, RUNNING
 from dhkd.study.tracking.presentation import NOTE, run_route
 
@@ -156,7 +157,7 @@ def apply_trial_start(tr: RunStore, op: dict[str, Any]) -> None:
     tags = {**(op.get("tags") or {}), "trial_id": op["trial_id"], "state": RUNNING}
     _log(tr, rec["run_id"], params=op["params"], tags=tags)
     if op.get("config"):
-        tr.client.log_text(rec["run_id"], op["config"], "config.yaml")
+        tr.client.log_text(rec["run_id"], op["config"], RunFolder.CONFIG)
     rec["trial_id"] = op["trial_id"]
     tr.save()
 
