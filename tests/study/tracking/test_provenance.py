@@ -19,7 +19,7 @@ from dhkd.fingerprint import run_fingerprint
 from dhkd.runs.reproduce import TOLERANCE
 from dhkd.study.tracking.provenance import provenance_of
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from dhkd.errors import ConfigError
 from dhkd.study import load_spec, smoke_spec
 from dhkd.study.design.spec import MVTEC_CATEGORIES, parse_spec
 
-STUDIES = sorted((Path(__file__).resolve().parents[2] / "studies").rglob("*.yaml"))
+STUDIES = sorted((Path(__file__).resolve().parents[3] / "studies").rglob("*.yaml"))
 REQUIRED = {"quickstart", "noise_level", "flow_depth", "affinity_weight", "dual_domain",
             "heterogeneity", "search"}  # fmt: skip
 
@@ -38,7 +38,10 @@ def test_paper_ablations_cover_the_15_mvtec_categories():
     for name in REQUIRED - {"quickstart"}:
         spec = load_spec(next(p for p in STUDIES if p.stem == name))
         assert spec.data.category_names == list(MVTEC_CATEGORIES)
-        assert spec.data_root() == (Path(__file__).resolve().parents[2] / ".." / "shared/data/mvtec_ad").resolve()
+        assert (
+            spec.data_root()
+            == (Path(__file__).resolve().parents[3] / ".." / "shared/data/mvtec_ad").resolve()
+        )
 
 
 def test_dual_domain_variants_and_conditional_frequency_branch():
