@@ -1,9 +1,10 @@
 """What a method provides: a training unit = one method on one (category, seed).
 
-train.fit_units builds a unit per (category, seed) with the registered class of cfg.method and
-drives the units in lockstep through the stages of the method's config (`cfg.stages()`): every
-stage but the last runs to its end once; the last one is evaluated every `optim.eval_every`
-epochs and reported per epoch. A unit subclass implements
+training.fit.fit_units builds a unit per (category, seed) with the registered class of
+cfg.method and its stage loop (training.loop) drives the units in lockstep through the stages of
+the method's config (`cfg.stages()`): every stage but the last runs to its end once; the last
+one is evaluated every `optim.eval_every` epochs and reported per epoch. A unit subclass
+implements
 
 - `build_model(shapes)`: its nn.Module from the backbone's per-level shapes [(C_l, H_l, W_l)]
   (called once by the constructor, after seeding and the feature statistics);

@@ -1,8 +1,8 @@
 """The training unit of method bikd: one BiKDModel on one (category, seed).
 
-A MethodUnit (methods/base.py) driven by train.fit_units. BiKD's teacher is the frozen ImageNet
-backbone, so there is no teacher stage: its one stage ("student") trains the forward student and
-the reverse distiller together for optim.epochs.
+A MethodUnit (methods/base.py) driven by the stage loop (training/loop.py). BiKD's teacher is
+the frozen ImageNet backbone, so there is no teacher stage: its one stage ("student") trains the
+forward student and the reverse distiller together for optim.epochs.
 
 The cached features are those of the clean images. When augmentation is on (bikd.augment,
 bikd.augment_prob > 0, and a backward path), each batch's augmented images are passed through
