@@ -70,7 +70,3 @@ class RunFolder:
 
     def maps(self, category: str, seed: int) -> Path:
         return self.root / self.maps_name(category, seed)
-
-    def map_grids(self) -> list[Path]:
-        """The anomaly-map grids present, sorted by name."""
-        return sorted(p for p in self.root.glob("maps_*.png") if self.parse_maps_name(p.name))
