@@ -144,7 +144,7 @@ def test_quick_preset_dhkd_erases_patches_and_gives_every_category_similar_epoch
     assert (cfg.optim.min_epoch_samples, cfg.optim.max_epoch_samples) == (64, 80)
     assert (cfg.teacher.epochs, cfg.optim.epochs) == (3, 30)
     assert load_config("quick", overrides={"method": "bikd"}).optim.epochs == 30
-    paper = load_config("paper")  # METHOD.md's noise: added to the whole map
+    paper = load_config("paper")  # the design's noise (DHKD README): added to the whole map
     assert (paper.noise.mask, paper.noise.mode, paper.optim.min_epoch_samples) == ("full", "add", 0)
     assert paper.optim.epochs == 100
 

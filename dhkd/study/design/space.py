@@ -10,7 +10,7 @@ A parameter is a dotted TrainConfig key (e.g. `noise.sigma`) with a distribution
 and an optional condition `when: {student.variant: [frequency, dual]}`: the parameter is only
 suggested when every named (categorical) parameter took one of the listed values; otherwise the
 TrainConfig default (or the study's fixed value) applies. The functions here only suggest values;
-the trainable is a plain function of the resulting dict (STYLE.md, "Studies").
+the trainable is a plain function of the resulting dict (docs/studies.md).
 """
 
 from __future__ import annotations

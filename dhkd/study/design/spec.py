@@ -3,7 +3,7 @@
 Example (see studies/quickstart.yaml for a complete one):
 
     name: noise_level
-    description: How much feature noise helps (METHOD.md part 3)?
+    description: How much feature noise helps (DHKD's part 3)?
     method: dhkd
     preset: quick
     data: {root: ../shared/data/mvtec_ad, categories: all}

@@ -1,7 +1,7 @@
 """Asynchronous successive halving (ASHA) whose rung state survives a restarted driver.
 
 Ray's AsyncHyperBandScheduler keeps its rungs in memory and Tuner.restore rebuilds it empty
-(PLATFORM.md pitfall 3): a resumed study would then compare new trials against nothing. This
+(docs/studies.md, pitfall 3): a resumed study would then compare new trials against nothing. This
 scheduler writes its rungs to `scheduler.json` after every change and reads them back when
 the driver restarts.
 

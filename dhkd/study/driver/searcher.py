@@ -1,7 +1,7 @@
 """A Ray Tune Searcher over a persistent Optuna study (sqlite under the study folder).
 
 Why not ray.tune.search.optuna.OptunaSearch: after Tuner.restore it keeps resumed trials as
-FAIL and refuses their real completion (PLATFORM.md pitfall 1), and ASHA-stopped trials reach
+FAIL and refuses their real completion (docs/studies.md, pitfall 1), and ASHA-stopped trials reach
 it as COMPLETE with partial values (pitfall 4). Here we own ask/tell:
 
 - every Optuna trial carries user attributes `ray_trial_id` and `params`;

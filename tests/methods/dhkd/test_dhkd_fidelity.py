@@ -1,6 +1,7 @@
-"""DHKD follows METHOD.md where the first implementation did not: the map scores with the trained
-distance, teacher targets have one precision, the affinity loss pools only levels above 32x32,
-an untrained teacher is a named ablation, never a side effect of teacher.epochs=0."""
+"""DHKD follows its design (dhkd/methods/dhkd/README.md) where the first implementation did not:
+the map scores with the trained distance, teacher targets have one precision, the affinity loss
+pools only levels above 32x32, an untrained teacher is a named ablation, never a side effect of
+teacher.epochs=0."""
 
 import numpy as np
 import pytest
