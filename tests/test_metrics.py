@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,19 @@ def oracle() -> tuple[dict, dict]:
     expected = json.loads((ORACLES / "expected.json").read_text())["cases"]
     with np.load(ORACLES / "pro_cases.npz") as arrays:
         return expected, dict(arrays)
+
+
+def test_oracle_files_are_the_recorded_ones():
+    """The vendored oracle is byte for byte what tests/oracle/README.md records (sha256)."""
+    recorded = dict(
+        (name, digest)
+        for digest, name in re.findall(
+            r"sha256 ([0-9a-f]{64})  (\S+)", (ORACLES / "README.md").read_text()
+        )
+    )
+    assert set(recorded) == {"expected.json", "pro_cases.npz"}
+    for name, digest in recorded.items():
+        assert hashlib.sha256((ORACLES / name).read_bytes()).hexdigest() == digest, name
 
 
 @pytest.mark.parametrize("case", ORACLE_CASES)
