@@ -47,7 +47,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_synth(args: argparse.Namespace) -> int:
     from dhkd.data.check import check_dataset, format_report
     from dhkd.data.synth import make_synthetic_dataset
+    from dhkd.errors import DataError
 
+    for flag, n in (("--n-test-good", args.n_test_good), ("--n-test-defect", args.n_test_defect)):
+        if n < 1:
+            raise DataError(
+                f"{flag} {n} writes categories that cannot be evaluated (AUROC needs good and "
+                f"defective test images; `dhkd data check` and `dhkd train` refuse them); give "
+                f"{flag} 1 or more"
+            )
     out = make_synthetic_dataset(
         args.out,
         args.categories,
@@ -62,4 +70,4 @@ def run_synth(args: argparse.Namespace) -> int:
     report = check_dataset(out)
     report.counts = {c: report.counts[c] for c in args.categories}
     print(format_report(report))
-    return 0
+    return 0 if report.ok else 2
