@@ -194,12 +194,16 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def check_command(args: argparse.Namespace) -> int:
+    from dhkd.data.check import require_usable
     from dhkd.study import load_spec, smoke_spec
 
     for path in args.specs:
         spec = load_spec(path)
         if args.smoke_test:
             smoke_spec(spec)
+        if spec.data.synthetic is None:  # the same data check as `study run`
+            for warning in require_usable(spec.data_roots(), spec.data.category_names):
+                print(f"{path}: {warning}")
         print(f"{path}: ok - {spec.name}: {spec.trials} trials x {len(spec.units)} units, "
               f"{spec.sampler.type} sampler, scheduler {spec.scheduler.type}, "
               f"search {sorted(spec.space)}")  # fmt: skip

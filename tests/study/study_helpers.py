@@ -72,6 +72,17 @@ def make_fake_fit(
     return fit
 
 
+def fake_data(root: Path, categories) -> None:
+    """A tiny valid dataset of the `categories` not yet under `root`: a study checks its data
+    (dhkd.data.check) before any trial, also with fake trainings."""
+    from dhkd.data.synth import make_synthetic_dataset
+
+    missing = [c for c in categories if not (root / c).is_dir()]
+    if missing:
+        make_synthetic_dataset(root, missing, image_size=16, n_train=2, n_test_good=1,
+                               n_test_defect=1)  # fmt: skip
+
+
 def fake_spec_tree(root: Path, **changes) -> dict:
     tree = {
         "name": "fake",

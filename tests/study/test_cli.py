@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -20,9 +21,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_study_check_lists_every_spec(capsys):
+    """Every spec is valid; one whose data is not on this machine (the paper studies read all of
+    MVTec AD) is refused by the data check, which names what is missing."""
     specs = sorted(str(p) for p in (REPO / "studies").rglob("*.yaml"))
-    assert main(["study", "check", "--smoke-test", *specs]) == 0
-    assert capsys.readouterr().out.count(": ok - ") == len(specs)
+    for spec in specs:
+        rc = main(["study", "check", "--smoke-test", spec])
+        out, err = capsys.readouterr()
+        if rc == 0:
+            assert f"{spec}: ok - " in out
+        else:
+            assert rc == 2 and "Traceback" not in err, err
+            assert re.search(r"category-missing|does not exist|none of the data roots", err), err
+    assert main(["study", "check", str(REPO / "studies" / "quickstart.yaml")]) == 0
 
 
 def test_study_run_with_a_bad_spec_is_a_clear_error(tmp_path, capsys):

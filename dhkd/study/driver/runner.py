@@ -249,6 +249,12 @@ def run_study(spec: StudySpec, opts: RunOptions | None = None) -> StudySummary:
     """Run (or resume) the study; returns its summary. Raises DhkdError before any trial runs
     when the spec, the data or the tracking server is not usable."""
     opts = opts or RunOptions()
+    if spec.data.synthetic is None:  # the same data check as `study check`, before any work
+        from dhkd.data.check import require_usable
+
+        for warning in require_usable(spec.data_roots(), spec.data.category_names):
+            if not opts.quiet:
+                print(f"[dhkd] {warning}")
     start = time.monotonic()
     paths = StudyPaths(Path(opts.storage_path), spec.name)
     uri = normalize_uri(opts.tracking_uri)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from study_helpers import fake_spec_tree, mlflow_runs, optuna_trials
+from study_helpers import fake_data, fake_spec_tree, mlflow_runs, optuna_trials
 
 from dhkd.errors import ConfigError
 from dhkd.study.design.spec import parse_spec
@@ -66,8 +66,7 @@ def _spec(tmp_path, **changes):
         seeds=[0],
     )
     tree.update(changes)
-    for cat in tree["data"]["categories"]:
-        (tmp_path / "data" / cat).mkdir(parents=True, exist_ok=True)
+    fake_data(tmp_path / "data", tree["data"]["categories"])
     return parse_spec(tree)
 
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from study_helpers import fake_spec_tree, make_fake_fit, mlflow_runs, optuna_trials
+from study_helpers import fake_data, fake_spec_tree, make_fake_fit, mlflow_runs, optuna_trials
 
 from dhkd.study.design.spec import parse_spec
 from dhkd.study.driver.runner import RunOptions, run_study
@@ -17,8 +17,7 @@ pytestmark = pytest.mark.slow
 
 def _run(tmp_path, tracking_uri, fit, **changes):
     spec = parse_spec(fake_spec_tree(tmp_path / "data", **changes))
-    for cat in spec.data.category_names:
-        (tmp_path / "data" / cat).mkdir(parents=True, exist_ok=True)
+    fake_data(tmp_path / "data", spec.data.category_names)
     opts = RunOptions(storage_path=tmp_path / "ray", tracking_uri=tracking_uri, fit_fn=fit,
                       quiet=True)  # fmt: skip
     return spec, run_study(spec, opts)
