@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -71,12 +72,13 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from dhkd.config import dump_config
-    from dhkd.data.index import index_category
+    from dhkd.data.check import require_usable
     from dhkd.runs.layout import RunFolder
     from dhkd.training.fit import fit
 
     cfg = config_from_args(args)
-    index_category(args.data, args.category)  # fail fast on a missing dataset or category
+    for warning in require_usable(Path(args.data), [args.category]):  # before any work
+        print(f"dhkd train: {warning}", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, RunFolder(out).config)
