@@ -27,6 +27,8 @@ def seeded_fit(calls: Path):
         from pathlib import Path
         from typing import NamedTuple
 
+        from dhkd.training.result import FitResult
+
         class Report(NamedTuple):
             epoch: int
             metrics: dict
@@ -48,8 +50,10 @@ def seeded_fit(calls: Path):
         for epoch in range(first, cfg.optim.epochs + 1):
             callback(Report(epoch, dict(metrics), lambda e=epoch: {"epoch": e}))
         (Path(out_dir) / "metrics.json").write_text(json.dumps({**metrics, "units": rows}))
-        return {"metrics": metrics, "units": rows, "train_seconds": 0.0, "eval_seconds": 0.0,
-                "feature_seconds": 0.0, "epochs": cfg.optim.epochs}  # fmt: skip
+        return FitResult(metrics=metrics, units=rows, selection={}, train_seconds=0.0,
+                         eval_seconds=0.0, monitor_seconds=0.0, feature_seconds=0.0,
+                         epochs=cfg.optim.epochs, stage_losses={}, peak_rss_mb=0.0,
+                         peak_gpu_mb=None, fingerprint={})  # fmt: skip
 
     return fit
 
