@@ -142,7 +142,7 @@ def _shape(path: Path, category: str, report: CheckReport) -> tuple[int, int] | 
             "unreadable-image",
             category,
             path,
-            "unreadable image (empty, truncated or not an image)",
+            "unreadable image (empty, truncated, not an image or not readable)",
         )
         return None
 
