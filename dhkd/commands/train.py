@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from dhkd.errors import ConfigError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -18,12 +20,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "plus synthetic defects (default), test_fold = a validation fold of the test set, test "
         "= the whole test set, optimistic). Writes OUT/metrics.json (val/... and test/... keys, "
         "'selection' names the protocol), OUT/checkpoint.pt, OUT/config.yaml and an anomaly-map "
-        "grid of the test images OUT/maps_<category>_s<seed>.png.",
+        "grid of the test images OUT/maps_<category>_s<seed>.png. The folder is written whole "
+        "once the run completes; an OUT that holds a run is refused unless --overwrite.",
     )
     p.add_argument("--data", required=True, help="dataset root in MVTec layout")
     p.add_argument("--category", required=True, help="category folder under --data")
     add_config_arguments(p)
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (new, empty, or see --overwrite)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run that --out holds, whole, once the new run has completed (a run "
+        "that fails leaves it as it was)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -61,27 +70,31 @@ def config_from_args(args: argparse.Namespace):
     from dhkd.config import load_config, parse_overrides
 
     overrides = parse_overrides(args.overrides)
-    if args.method:
-        overrides["method"] = args.method
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if args.selection:
-        overrides["selection.protocol"] = args.selection
+    for flag, key, value in (
+        ("--method", "method", args.method),
+        ("--seed", "seed", args.seed),
+        ("--selection", "selection.protocol", args.selection),
+    ):
+        if value is None:
+            continue
+        if key in overrides and overrides[key] != value:
+            raise ConfigError(
+                f"{flag} {value} contradicts --set {key}={overrides[key]}; give only one of them"
+            )
+        overrides[key] = value
     return load_config(args.preset, args.config, overrides)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dhkd.config import dump_config
     from dhkd.data.check import require_usable
-    from dhkd.runs.layout import RunFolder
+    from dhkd.runs.paths import require_run_out
     from dhkd.training.fit import fit
 
     cfg = config_from_args(args)
-    for warning in require_usable(Path(args.data), [args.category]):  # before any work
-        print(f"dhkd train: {warning}", file=sys.stderr)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, RunFolder(out).config)
+    require_run_out(out, args.overwrite)  # before any work
+    for warning in require_usable(Path(args.data), [args.category]):
+        print(f"dhkd train: {warning}", file=sys.stderr)
     result = fit(cfg, args.data, args.category, out, progress=not args.quiet)
     m = result.metrics
     for split, name in (("val", "validation"), ("test", "test")):

@@ -7,11 +7,19 @@ as artifacts under the same names).
     checkpoint.pt                   the trained weights (dhkd.weights)
     scores_<category>_s<seed>.csv   the test image scores: path, label, score
     maps_<category>_s<seed>.png     the anomaly-map grid of the test images
+
+A run folder is written whole (`write_run_folder`): the files go into a temporary sibling that
+then takes the folder's place, so a run that fails leaves the folder as it was, and a new run
+never sits beside files of an older one.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -19,6 +27,7 @@ from typing import ClassVar
 from dhkd.weights import WEIGHTS_FILE
 
 _MAPS = re.compile(r"maps_(.+)_s(\d+)\.png")
+_SCORES = re.compile(r"scores_(.+)_s(\d+)\.csv")
 
 
 @dataclass(frozen=True)
@@ -70,3 +79,43 @@ class RunFolder:
 
     def maps(self, category: str, seed: int) -> Path:
         return self.root / self.maps_name(category, seed)
+
+    def run_files(self) -> list[Path]:
+        """The files of a run (any name above) the folder holds; [] when it is not a folder."""
+        if not self.root.is_dir():
+            return []
+        fixed = {self.CONFIG, self.METRICS, self.FINGERPRINT, self.CHECKPOINT}
+        return sorted(
+            p
+            for p in self.root.iterdir()
+            if p.name in fixed or _MAPS.fullmatch(p.name) or _SCORES.fullmatch(p.name)
+        )
+
+    def holds_run(self) -> bool:
+        return bool(self.run_files())
+
+
+def write_run_folder(root: str | Path, fill: Callable[[RunFolder], None]) -> RunFolder:
+    """fill(RunFolder(tmp)) writes a run into a new sibling of `root`, which then replaces
+    `root` whole (renames on one file system); when fill raises, `root` is left untouched."""
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.with_name(f".{root.name}.new-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        fill(RunFolder(tmp))
+        if root.is_dir() and any(root.iterdir()):
+            old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(root, old)
+            try:
+                os.replace(tmp, root)
+            except OSError:
+                os.replace(old, root)
+                raise
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return RunFolder(root)

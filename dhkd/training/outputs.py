@@ -11,7 +11,7 @@ import numpy as np
 
 from dhkd.config import TrainConfig, dump_config
 from dhkd.features import CachedSplit
-from dhkd.runs.layout import RunFolder
+from dhkd.runs.layout import RunFolder, write_run_folder
 from dhkd.training.evaluate import Maps
 from dhkd.training.result import FitResult
 from dhkd.viz import save_map_grid
@@ -37,8 +37,19 @@ def write_outputs(
     test: dict[str, CachedSplit],
     maps: Maps,
 ) -> None:
-    """Every file of the run folder; maps: the test images' (scores, maps) per unit."""
-    run.root.mkdir(parents=True, exist_ok=True)
+    """Every file of the run folder, written whole (layout.write_run_folder: a failure
+    leaves the folder as it was); maps: the test images' (scores, maps) per unit."""
+    write_run_folder(run.root, lambda tmp: _write_files(tmp, cfg, result, trainers, test, maps))
+
+
+def _write_files(
+    run: RunFolder,
+    cfg: TrainConfig,
+    result: FitResult,
+    trainers,
+    test: dict[str, CachedSplit],
+    maps: Maps,
+) -> None:
     run.metrics.write_text(json.dumps(result.record(), indent=2))
     run.fingerprint.write_text(json.dumps(result.fingerprint, indent=2))
     dump_config(cfg, run.config)
