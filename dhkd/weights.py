@@ -76,15 +76,21 @@ def load_weights(path: str | Path) -> dict[str, Any]:
     import torch
 
     path = Path(path)
+    if path.is_dir():
+        raise DataError(
+            f"checkpoint {path} is a folder, not a file; pass the {WEIGHTS_FILE} in it "
+            f"({path / WEIGHTS_FILE})"
+        )
     if not path.is_file():
         raise DataError(f"checkpoint {path} does not exist; pass the checkpoint.pt of a run")
+    fix = "pass the checkpoint.pt written by `dhkd train` or kept by a study trial"
+    if path.stat().st_size == 0:
+        raise DataError(f"checkpoint {path} is empty (0 bytes); {fix}")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise DataError(
-            f"{path} is not a readable dhkd checkpoint ({str(exc).splitlines()[0][:200]}); "
-            "pass the checkpoint.pt written by `dhkd train` or kept by a study trial"
-        ) from None
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path} is not a readable dhkd checkpoint ({first}); {fix}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise DataError(
             f"{path} is not in the dhkd weights format (no format: {FORMAT}); it may be a "

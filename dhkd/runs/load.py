@@ -9,6 +9,7 @@ data root and per-category data hashes, units) and their metrics; a trial keeps 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import yaml
 from dhkd.errors import DataError, DhkdError
 from dhkd.runs.layout import RunFolder
 from dhkd.runs.tracking import client_for
+
+RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass
@@ -97,4 +100,10 @@ def load_run(ref: str, uri: str, workdir: str | Path) -> LoggedRun:
     """A run folder when `ref` is one, else an MLflow run id."""
     if Path(ref).is_dir():
         return run_from_dir(ref)
+    if not RUN_ID.fullmatch(ref):
+        what = "a file" if Path(ref).exists() else "no folder"
+        raise DataError(
+            f"{ref} is {what}, and not an MLflow run id (32 hex digits); pass the --out folder "
+            "of `dhkd train` or the run id of a study trial (from a report's provenance.csv)"
+        )
     return run_from_mlflow(ref, uri, workdir)
