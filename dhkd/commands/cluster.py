@@ -5,6 +5,16 @@ from __future__ import annotations
 import argparse
 
 
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative; give 0 or more seconds")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "cluster",
@@ -36,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Ray Tune storage path to probe (local dir: write test; s3:// etc.: warning only)",
     )
     check.add_argument(
-        "--timeout", type=float, default=3.0, help="seconds to wait for the tracking server"
+        "--timeout", type=_non_negative, default=3.0, help="seconds to wait for the tracking server"
     )
     check.set_defaults(func=_check)
 

@@ -40,8 +40,12 @@ def run(args: argparse.Namespace) -> int:
     from dhkd.commands.predict import load_predictor
     from dhkd.data.images import load_image
     from dhkd.export import export_onnx
+    from dhkd.runs.paths import require_not_input, require_writable_file
     from dhkd.runs.predict import collect_images
 
+    require_writable_file(args.out, "--out")
+    inputs = [*([args.checkpoint] if args.checkpoint else []), *args.check_images]
+    require_not_input(args.out, inputs, "--out")
     if args.device != "cpu":
         args.device = "cpu"  # the export traces on the CPU
     with tempfile.TemporaryDirectory(prefix="dhkd-export-") as tmp:

@@ -51,8 +51,13 @@ def load_predictor(args: argparse.Namespace, workdir: str):
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
-    from dhkd.runs.predict import predict_files
+    from dhkd.runs.paths import require_not_input, require_outside, require_writable_dir
+    from dhkd.runs.predict import OUTPUTS, predict_files
 
+    out = require_writable_dir(args.out, "--out")
+    inputs = [*args.images, *([args.checkpoint] if args.checkpoint else [])]
+    require_not_input(out, inputs, "--out")
+    require_outside(out, [out / name for name in OUTPUTS], inputs, "--out")
     with tempfile.TemporaryDirectory(prefix="dhkd-predict-") as tmp:
         predictor = load_predictor(args, tmp)
         results = predict_files(predictor, args.images, args.out, progress=not args.quiet)

@@ -52,9 +52,16 @@ def run(args: argparse.Namespace) -> int:
 
     from dhkd.report import build_report
     from dhkd.report.tables import SUMMARY_ROWS
+    from dhkd.runs.paths import require_not_input, require_writable_dir
     from dhkd.runs.tracking import DEFAULT_TRACKING_URI
 
     out = Path(args.out) if args.out else Path("reports") / args.study
+    uri = args.tracking_uri or DEFAULT_TRACKING_URI
+    study_files = [args.storage_path] if args.storage_path else []  # what the report reads
+    if uri.startswith("sqlite:///"):
+        study_files.append(Path(uri.removeprefix("sqlite:///")))
+    require_writable_dir(out, "--out")
+    require_not_input(out, study_files, "--out")
     parts = ["dhkd", "report", args.study]
     for flag, value in (
         ("--tracking-uri", args.tracking_uri),
@@ -69,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     parts += ["--paper"] * args.paper + ["--no-log"] * args.no_log
     result = build_report(
         args.study,
-        args.tracking_uri or DEFAULT_TRACKING_URI,
+        uri,
         out,
         paper=args.paper,
         storage_path=args.storage_path,

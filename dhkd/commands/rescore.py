@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from dhkd.runs.paths import require_not_input, require_writable_file
     from dhkd.runs.rescore import (
         DEFAULT_GRID,
         format_scan,
@@ -54,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
         summarise,
     )
 
+    if args.out:
+        require_writable_file(args.out, "--out")
+        require_not_input(args.out, args.runs, "--out")
     settings = grid_settings(parse_grid(args.grid) if args.grid else DEFAULT_GRID)
     scans = []
     for folder in args.runs:
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     summary = summarise(scans)
     print(format_scan(scans, summary))
     if args.out:
-        out = Path(args.out)
+        out = Path(args.out).expanduser()
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(scan_to_json(scans, summary), indent=1))
         print(f"wrote {out}")

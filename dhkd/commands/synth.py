@@ -48,7 +48,9 @@ def run_synth(args: argparse.Namespace) -> int:
     from dhkd.data.check import check_dataset, format_report
     from dhkd.data.synth import make_synthetic_dataset
     from dhkd.errors import DataError
+    from dhkd.runs.paths import require_writable_dir
 
+    require_writable_dir(args.out, "OUT")
     for flag, n in (("--n-test-good", args.n_test_good), ("--n-test-defect", args.n_test_defect)):
         if n < 1:
             raise DataError(

@@ -101,9 +101,9 @@ def load_run(ref: str, uri: str, workdir: str | Path) -> LoggedRun:
     if Path(ref).is_dir():
         return run_from_dir(ref)
     if not RUN_ID.fullmatch(ref):
-        what = "a file" if Path(ref).exists() else "no folder"
+        what = "is a file" if Path(ref).exists() else "does not exist"
         raise DataError(
-            f"{ref} is {what}, and not an MLflow run id (32 hex digits); pass the --out folder "
+            f"{ref} {what}, and is not an MLflow run id (32 hex digits); pass the --out folder "
             "of `dhkd train` or the run id of a study trial (from a report's provenance.csv)"
         )
     return run_from_mlflow(ref, uri, workdir)

@@ -26,6 +26,7 @@ from dhkd.errors import DataError
 from dhkd.inference import Predictor
 
 CHUNK = 64  # images per feature pass (a multiple of the feature cache's batch of 16)
+OUTPUTS = ("overlays", "maps", "predictions.csv", "predictions.json")  # what OUT receives
 FIELDS = ("name", "path", "status", "score", "decision", "threshold", "overlay", "map", "error")
 
 
