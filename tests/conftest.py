@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -44,3 +49,69 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA.resolve()}")
     return SHARED_DATA.resolve()
+
+
+class SmokeStudy(NamedTuple):
+    """A finished quickstart smoke study: its MLflow store (`uri`, sqlite under `tmp`, artifacts
+    in tmp/mlflow-artifacts), Ray storage path, study name and the driver's stdout."""
+
+    uri: str
+    storage: Path
+    name: str
+    tmp: Path
+    stdout: str
+
+    def copy(self, dest: Path) -> SmokeStudy:
+        """The same study in `dest` (a folder that does not exist yet), for a test that writes
+        into it: the sqlite store, its artifacts and the Ray storage, with every absolute path
+        of the original (artifact locations, data root tags, the study's JSON state) moved."""
+        shutil.copytree(self.tmp, dest, symlinks=True)
+        old, new = str(self.tmp), str(dest)
+        with sqlite3.connect(dest / "mlflow.db") as db:
+            for table, column in (
+                ("experiments", "artifact_location"),
+                ("runs", "artifact_uri"),
+                ("tags", "value"),
+                ("params", "value"),
+            ):
+                db.execute(f"UPDATE {table} SET {column} = replace({column}, ?, ?)", (old, new))
+        db.close()
+        for path in (dest / "ray").rglob("*.json"):
+            try:
+                text = path.read_text()
+            except UnicodeDecodeError:  # Ray pickles some of its state under a .json name
+                continue
+            if old in text:
+                path.write_text(text.replace(old, new))
+        return self._replace(uri=f"sqlite:///{dest / 'mlflow.db'}", storage=dest / "ray", tmp=dest)
+
+
+@pytest.fixture(scope="session")
+def quickstart_smoke(tmp_path_factory: pytest.TempPathFactory) -> SmokeStudy:
+    """The README's quickstart study as a smoke test (`dhkd study run studies/quickstart.yaml
+    --smoke-test`, study "qs"), run once per session (about 30 s on 2 cores) for every test that
+    needs one. Read-only: a test that writes into the store (a logged report, a tag) works on
+    `quickstart_smoke.copy(tmp_path / "qs")` instead, so the tests stay order-independent."""
+    tmp = tmp_path_factory.mktemp("quickstart-smoke")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    cmd = [sys.executable, "-m", "dhkd", "study", "run", str(REPO_ROOT / "studies/quickstart.yaml"),
+           "--smoke-test", "--tracking-uri", uri, "--storage-path", str(tmp / "ray"),
+           "--name", "qs"]  # fmt: skip
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=500, cwd=tmp)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return SmokeStudy(uri, tmp / "ray", "qs", tmp, done.stdout)
+
+
+@pytest.fixture(scope="session")
+def quickstart_report(quickstart_smoke: SmokeStudy, tmp_path_factory: pytest.TempPathFactory):
+    """(study, report folder): a copy of the quickstart smoke study after `dhkd report qs`, which
+    logged the report into the study run (what `dhkd ui` shows). Treat as read-only."""
+    from dhkd.cli import main
+
+    study = quickstart_smoke.copy(tmp_path_factory.mktemp("quickstart-report") / "qs")
+    out = study.tmp.parent / "report"
+    args = ["report", study.name, "--tracking-uri", study.uri, "--out", str(out),
+            "--storage-path", str(study.storage)]  # fmt: skip
+    assert main(args) == 0
+    return study, out

@@ -3,30 +3,16 @@ run with its trials nested, none RUNNING, each with its anomaly-map grids."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from study_helpers import mlflow_runs
-
-REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
 
-def test_quickstart_smoke(tmp_path, mlflow_template):
-    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cmd = [sys.executable, "-m", "dhkd", "study", "run", str(REPO / "studies/quickstart.yaml"),
-           "--smoke-test", "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"),
-           "--name", "qs"]  # fmt: skip
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "best: trial #" in done.stdout and "dhkd ui --tracking-uri" in done.stdout
+def test_quickstart_smoke(quickstart_smoke):
+    uri = quickstart_smoke.uri  # the session's smoke study (tests/conftest.py), read-only here
+    stdout = quickstart_smoke.stdout
+    assert "best: trial #" in stdout and "dhkd ui --tracking-uri" in stdout
 
     study, runs = mlflow_runs(uri, "qs")
     assert study.info.status == "FINISHED"
@@ -48,4 +34,4 @@ def test_quickstart_smoke(tmp_path, mlflow_template):
             names = {f.path for f in client.list_artifacts(run.info.run_id)}
             assert {"maps_stripes_s0.png", "maps_widget_s0.png", "metrics.json"} <= names
             assert 0.0 <= run.data.metrics["test/stripes/pixel_aupro"] <= 1.0
-    assert (tmp_path / "ray" / "features").is_dir()  # the node-local feature cache was used
+    assert (quickstart_smoke.storage / "features").is_dir()  # the node-local feature cache was used
