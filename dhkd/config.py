@@ -144,13 +144,44 @@ def _invalid(lines: list[str]) -> str:
     return "invalid config:\n  " + "\n  ".join(lines)
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping holding the same key twice (safe_load keeps the
+    last one and silently drops the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicated key '{key}' (first on line {seen[key]})",
+                    key_node.start_mark,
+                )  # fmt: skip
+            if isinstance(key, str | int | float | bool):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """yaml.safe_load of a file, but a duplicated key or malformed YAML is a one-line
+    ConfigError naming the file, line and column."""
+    try:
+        return yaml.load(path.read_text(), Loader=UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     """A YAML config file; a whole stored run config (every shared key present) may hold the
     sections of other methods, as configs stored before runs kept only their own: they are
     dropped."""
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    loaded = yaml.safe_load(path.read_text()) or {}
+    loaded = read_yaml(path) or {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections")
     if all(k in loaded for k in SHARED_KEYS):

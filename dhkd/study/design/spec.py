@@ -38,7 +38,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -355,7 +354,9 @@ def load_spec(path: str | Path) -> StudySpec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"study spec {path} does not exist")
-    tree = yaml.safe_load(path.read_text())
+    from dhkd.config import read_yaml
+
+    tree = read_yaml(path)
     return parse_spec(tree, source=str(path), base_dir=path.resolve().parent.parent)
 
 
