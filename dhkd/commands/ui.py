@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "or an authenticating proxy).",
     )
     p.add_argument("--tracking-uri", default=None, help="default: sqlite:///runs/mlflow.db")
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--port", type=port_number, default=5000, help="1-65535 (5000)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
     p.add_argument("--workers", type=int, default=1, help="server processes (1 is plenty)")
     p.add_argument(
@@ -34,6 +34,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="open the study's runs page (or the UI) in the default web browser",
     )
     p.set_defaults(func=run)
+
+
+def port_number(text: str) -> int:
+    """--port: an integer from 1 to 65535 (an argparse one-line error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1-65535)")
+    return value
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A DhkdError when `port` on `host` cannot be listened on (another server holds it)."""
+    import socket
+
+    from dhkd.errors import DhkdError
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise DhkdError(
+                f"cannot serve on {host}:{port} ({exc.strerror}): another server holds the "
+                f"port (`ss -ltnp 'sport = :{port}'` names it); stop it, or pass --port with a "
+                "free port"
+            ) from None
 
 
 def study_pages(uri: str, base: str, only: str | None = None) -> list[tuple[str, str]]:
@@ -74,18 +103,24 @@ def run(args: argparse.Namespace) -> int:
             )
         uri = normalize_uri(uri)
     base = f"http://{args.host}:{args.port}"
+    check_port_free(args.host, args.port)
     pages = study_pages(uri, base, args.study)
-    print(f"MLflow UI for {uri} at {base} (Ctrl+C to stop)", flush=True)
-    for name, url in pages:
-        print(f"  study {name}: {url}", flush=True)
     # The server runs in its own process group so that stopping `dhkd ui` (Ctrl+C or SIGTERM)
     # stops all of its worker processes too.
     proc = subprocess.Popen(ui_command(uri, args.host, args.port, args.workers),
                             start_new_session=True)  # fmt: skip
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
+        if not _wait_until_up(proc, base):
+            raise DhkdError(
+                f"the MLflow UI did not start on {base} (exit code {proc.poll()}); see its "
+                "messages above"
+            )
+        print(f"MLflow UI for {uri} at {base} (Ctrl+C to stop)", flush=True)
+        for name, url in pages:
+            print(f"  study {name}: {url}", flush=True)
         if args.open:
-            _open_when_up(proc, base, pages[0][1] if len(pages) == 1 else base)
+            _open(pages[0][1] if len(pages) == 1 else base)
         return proc.wait()
     except KeyboardInterrupt:
         return 0
@@ -94,20 +129,25 @@ def run(args: argparse.Namespace) -> int:
         _stop_group(proc)
 
 
-def _open_when_up(proc: subprocess.Popen, base: str, url: str, wait_s: float = 120.0) -> None:
-    """Open `url` in the default browser once the server answers."""
+def _wait_until_up(proc: subprocess.Popen, base: str, wait_s: float = 120.0) -> bool:
+    """Whether the server answers within `wait_s` (False as soon as it exits)."""
     import time
     import urllib.request
-    import webbrowser
 
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             with urllib.request.urlopen(f"{base}/health", timeout=2):
-                break
+                return True
         except OSError:
-            time.sleep(1)
-    if proc.poll() is None and not webbrowser.open(url):
+            time.sleep(0.5)
+    return False
+
+
+def _open(url: str) -> None:
+    import webbrowser
+
+    if not webbrowser.open(url):
         print(f"no web browser to open here; open {url}", flush=True)
 
 
