@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "run",
         help="run a study, or resume it if one of that name exists under the storage path",
         description="Run SPEC. Running the same command again resumes an interrupted study: "
-        "finished trials are kept, interrupted ones continue from their checkpoints. "
+        "finished trials are kept, interrupted ones continue from their checkpoints; FAILED "
+        "trials stay FAILED (exit status 1) until rerun with --retry-failed. "
         "Defaults: a local Ray instance, MLflow in sqlite:///runs/mlflow.db, Ray storage in "
         "runs/ray (relative to the working directory).",
     )
@@ -54,6 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="the study exists and SPEC only adds trials (num_samples), seeds or categories: "
         "keep every finished trial and run only the new work",
+    )
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run the study's FAILED trials again from scratch, once their cause is fixed: "
+        "each keeps its Optuna trial number, params and MLflow run",
     )
     run.set_defaults(func=run_command)
 
@@ -129,9 +136,27 @@ def run_command(args: argparse.Namespace) -> int:
         feature_cache=args.feature_cache,
         quiet=args.quiet,
         extend=args.extend,
+        retry_failed=args.retry_failed,
     )
     summary = run_study(spec, opts)
-    return 0 if summary.complete else 1
+    failed = summary.counts().get("FAILED", 0)
+    if failed:
+        print(f"{failed} trial(s) FAILED (their errors: the `error` tag of their MLflow runs); "
+              f"once the cause is fixed, run them again with: {retry_command(args)}")  # fmt: skip
+    return 0 if summary.complete and not failed else 1
+
+
+def retry_command(args: argparse.Namespace) -> str:
+    """The `dhkd study run` command of `args` with --retry-failed."""
+    import shlex
+
+    words = ["dhkd", "study", "run", args.spec]
+    words += ["--smoke-test"] if args.smoke_test else []
+    for flag in ("name", "storage_path", "tracking_uri", "address", "num_cpus", "feature_cache"):
+        value = getattr(args, flag)
+        if value is not None and not (flag == "feature_cache" and value == "auto"):
+            words += [f"--{flag.replace('_', '-')}", str(value)]
+    return shlex.join([*words, "--retry-failed"])
 
 
 def sync_command(args: argparse.Namespace) -> int:
@@ -171,18 +196,16 @@ def status_command(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from dhkd.runs.tracking import normalize_uri
+    from dhkd.runs.tracking import client_for
     from dhkd.study.driver.runner import DEFAULT_STORAGE
     from dhkd.study.state.layout import StudyPaths
     from dhkd.study.state.status import format_status, mlflow_status, study_status
 
     paths = StudyPaths(Path(args.storage_path or DEFAULT_STORAGE), args.name)
     use_mlflow = args.tracking_uri is not None and not paths.spec.is_file()
+    client, uri = client_for(args.tracking_uri) if use_mlflow else (None, None)
     while True:
-        if use_mlflow:
-            status = mlflow_status(normalize_uri(args.tracking_uri), args.name)
-        else:
-            status = study_status(paths)
+        status = mlflow_status(client, uri, args.name) if use_mlflow else study_status(paths)
         text = json.dumps(status, indent=1, default=str) if args.json else format_status(status)
         if args.watch and sys.stdout.isatty() and not args.json:
             text = "\033[2J\033[H" + text  # redraw in place
@@ -194,17 +217,27 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def check_command(args: argparse.Namespace) -> int:
+    import sys
+
     from dhkd.data.check import require_usable
+    from dhkd.errors import DhkdError
     from dhkd.study import load_spec, smoke_spec
 
-    for path in args.specs:
-        spec = load_spec(path)
-        if args.smoke_test:
-            smoke_spec(spec)
-        if spec.data.synthetic is None:  # the same data check as `study run`
-            for warning in require_usable(spec.data_roots(), spec.data.category_names):
-                print(f"{path}: {warning}")
+    invalid = 0
+    for path in args.specs:  # every spec is checked and reported, valid or not
+        try:
+            spec = load_spec(path)
+            if args.smoke_test:
+                smoke_spec(spec)
+            if spec.data.synthetic is None:  # the same data check as `study run`
+                for warning in require_usable(spec.data_roots(), spec.data.category_names):
+                    print(f"{path}: {warning}")
+        except DhkdError as exc:
+            invalid += 1
+            text = str(exc)
+            print(text if text.startswith(path) else f"{path}: {text}", file=sys.stderr)
+            continue
         print(f"{path}: ok - {spec.name}: {spec.trials} trials x {len(spec.units)} units, "
               f"{spec.sampler.type} sampler, scheduler {spec.scheduler.type}, "
               f"search {sorted(spec.space)}")  # fmt: skip
-    return 0
+    return 2 if invalid else 0

@@ -17,15 +17,49 @@ from dhkd.errors import DhkdError
 DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+PROBE_TIMEOUT_S = "5"  # seconds a tracking server has to answer the probe (no retries)
+REQUEST_TIMEOUT_S = "10"  # and each later request, retried twice (unless set in the env)
+
+
 def normalize_uri(uri: str) -> str:
-    """Make sqlite paths absolute (workers, the UI and `study sync` then agree)."""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+    """Make sqlite paths absolute (workers, the UI and `study sync` then agree); a store the
+    study will write must be a sqlite database, or creatable: its folder is made."""
+    if uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
+        check_sqlite(path, create=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{path}"
-    if uri.startswith("sqlite:////"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return uri
+
+
+def check_sqlite(path: Path, create: bool) -> None:
+    """A one-line DhkdError for a sqlite store MLflow cannot use (it would retry for minutes or
+    print a traceback): a file that is not a sqlite database, a folder, or (`create`: a store
+    that will be written) a file or folder without write permission."""
+    if path.is_dir():
+        raise DhkdError(f"the tracking store {path} is a folder; pass the .db file inside it")
+    if path.is_file():
+        with path.open("rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+        if head and head != SQLITE_HEADER:
+            raise DhkdError(
+                f"{path} is not an MLflow sqlite database; pass --tracking-uri sqlite:///FILE.db "
+                "of the store the study used, or of a new file"
+            )
+    if not create:
+        return
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    writable = os.access(folder, os.W_OK | os.X_OK) and (
+        not path.exists() or os.access(path, os.W_OK)
+    )
+    if not writable:
+        raise DhkdError(
+            f"the tracking store {path} cannot be written ({folder} is not writable); pass "
+            "--tracking-uri sqlite:///PATH/mlflow.db in a writable folder"
+        )
 
 
 def probe(client) -> Exception | None:
@@ -37,18 +71,22 @@ def probe(client) -> Exception | None:
 
 
 def check_tracking(uri: str) -> None:
-    """Raise a clear DhkdError unless the tracking URI answers (before any trial runs)."""
+    """Raise a clear DhkdError unless the tracking URI answers within a few seconds (before
+    any trial runs, and before a read-only command asks a server anything)."""
     from mlflow.tracking import MlflowClient
 
-    saved = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    probe_env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": PROBE_TIMEOUT_S}  # fmt: skip
+    saved = {key: os.environ.get(key) for key in probe_env}
+    os.environ.update(probe_env)
     try:
         exc = probe(MlflowClient(uri))
     finally:
-        if saved is None:
-            del os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
-        else:
-            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = saved
+        for key, value in saved.items():
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value
     if exc is not None:
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise DhkdError(
@@ -59,15 +97,18 @@ def check_tracking(uri: str) -> None:
 
 
 def client_for(uri: str):
-    """(MlflowClient, normalised uri); a sqlite file that does not exist is an error (MLflow
-    would silently create an empty database)."""
+    """(MlflowClient, normalised uri) of a store that is only read: a sqlite file that does not
+    exist is an error (MLflow would silently create an empty database), a server must answer
+    within a few seconds."""
     if uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///")).expanduser()
         if not path.is_file():
             raise DhkdError(
-                f"no MLflow database at {path.resolve()}: run a study first (`dhkd study run "
-                "studies/quickstart.yaml`) or pass --tracking-uri of the store it used"
+                f"no such tracking store: no MLflow database at {path.resolve()}; run a study "
+                "first (`dhkd study run studies/quickstart.yaml`) or pass --tracking-uri of the "
+                "store it used"
             )
+        check_sqlite(path.resolve(), create=False)
         uri = f"sqlite:///{path.resolve()}"
     elif uri.startswith(("http://", "https://")):
         check_tracking(uri)  # a clear DhkdError instead of retries and a traceback
@@ -80,4 +121,6 @@ def _client(uri: str):
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", REQUEST_TIMEOUT_S)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     return MlflowClient(uri)

@@ -146,25 +146,26 @@ def _eta(spec, counts, running, durations, used_s) -> float | None:
     return eta
 
 
-def mlflow_status(uri: str, name: str, now: float | None = None) -> dict[str, Any]:
+def mlflow_status(client, uri: str, name: str, now: float | None = None) -> dict[str, Any]:
     """The status as MLflow records it (no storage folder at hand): trial runs by state tag,
-    running ones with their node and elapsed time, the best objective, summed compute."""
-    from mlflow.tracking import MlflowClient
-
+    running ones with their node and elapsed time, the best objective, summed compute. Only
+    the trials of the latest study run of the experiment count (one study, never a mix)."""
     now = time.time() if now is None else now
-    client = MlflowClient(uri)
     exp = client.get_experiment_by_name(name)
     if exp is None:
         raise DhkdError(f"no experiment named '{name}' at {uri}")
-    runs = client.search_runs([exp.experiment_id], "tags.`dhkd.role` = 'trial'", max_results=5000)
     counts = dict.fromkeys(STATES, 0)
     running, best, compute = [], None, {"wall_s": 0.0, "cpu_s": 0.0, "gpu_s": 0.0}
     devices: set[str] = set()
     metric, mode = "pixel_aupro", "max"
-    study = client.search_runs([exp.experiment_id], "tags.`dhkd.role` = 'study'", max_results=1)
+    study = client.search_runs([exp.experiment_id], "tags.`dhkd.role` = 'study'", max_results=1,
+                               order_by=["attributes.start_time DESC"])  # fmt: skip
+    query = "tags.`dhkd.role` = 'trial'"
     if study:
         mode = str(study[0].data.params.get("spec.objective.mode", "max"))
         metric = str(study[0].data.params.get("spec.objective.metric", metric))
+        query += f" and tags.`mlflow.parentRunId` = '{study[0].info.run_id}'"
+    runs = client.search_runs([exp.experiment_id], query, max_results=5000)
     for run in runs:
         state = run.data.tags.get("state", RUNNING)
         counts[state if state in counts else RUNNING] += 1
