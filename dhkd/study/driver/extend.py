@@ -35,22 +35,23 @@ from dhkd.study.state.layout import StudyPaths, read_json, write_json
 from dhkd.study.state.live import live_path, read_live
 
 
-def check_extension(old: StudySpec, new: StudySpec, extend: bool) -> list[str]:
-    """The extensions from `old` to `new`; ConfigError naming every difference unless the
-    change is an extension and `extend` is set."""
+def check_extension(old: StudySpec, new: StudySpec, extend: bool, folder: Path) -> list[str]:
+    """The extensions from `old` to `new` (the study kept in `folder`); ConfigError naming
+    every difference and the folder unless the change is an extension and `extend` is set."""
     extensions, others = spec_differences(old, new)
     if others or not extend:
         listed = "\n  ".join(others + extensions)
         if others:
             how = (
                 "--extend accepts only more trials (num_samples), more seeds or more "
-                "categories; pass --name NEW_NAME to start another study, or delete that "
-                "folder to start this one again"
+                "categories; pass --name NEW_NAME to start another study, or delete "
+                f"{folder} to start this one again"
             )
         else:
             how = "pass --extend to add this work to the study, keeping every finished trial"
         raise ConfigError(
-            f"a study named '{new.name}' already exists with a different spec:\n  {listed}\n{how}"
+            f"a study named '{new.name}' already exists in {folder} with a different spec:"
+            f"\n  {listed}\n{how}"
         )
     return extensions
 

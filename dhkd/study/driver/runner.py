@@ -4,11 +4,14 @@ Order of events: validate the study folder against the spec, check that the trac
 answers, send what an earlier run left in the outbox, resolve (or generate) the data, open the
 study run in MLflow, start (or join) Ray, measure the spec's reference (once), run Tune, then
 summarise and close the study run.
+A study refused before its study run is opened (resources, data, a name taken) leaves no study
+folder behind when it made one, so the corrected command starts it afresh.
 Only this driver talks to MLflow and Optuna; trials only report to Tune.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -26,13 +29,13 @@ from dhkd.study.driver.budget import BudgetStopper, add_used_time, budget_state
 from dhkd.study.driver.extend import check_extension, record_extension
 from dhkd.study.driver.lock import DriverLock, describe
 from dhkd.study.driver.reference import measure_reference
-from dhkd.study.driver.searcher import open_optuna_study
+from dhkd.study.driver.searcher import open_optuna_study, reopen_failed
 from dhkd.study.driver.trainable import TrialContext
 from dhkd.study.state.layout import StudyPaths, digest, write_json
 from dhkd.study.state.live import read_live, study_cost
 from dhkd.study.state.summary import StudySummary, collect, format_summary, write_summary
 from dhkd.study.tracking.presentation import NOTE, best_line, experiment_tags, study_note
-from dhkd.study.tracking.tracker import Tracker, start_tracking_check
+from dhkd.study.tracking.tracker import STORAGE_TAG, Tracker, start_tracking_check
 
 DEFAULT_STORAGE = Path("runs") / "ray"
 
@@ -62,6 +65,7 @@ class RunOptions:
     fit_fn: Callable | None = None  # tests: a stand-in for dhkd.training.fit.fit_units
     quiet: bool = False
     extend: bool = False  # accept a spec that only adds trials, seeds or categories
+    retry_failed: bool = False  # run the FAILED trials again (same Optuna number, MLflow run)
 
 
 def prepare_study_dir(
@@ -75,7 +79,7 @@ def prepare_study_dir(
         if digest(old_tree) == digest(tree):
             return True, False
         old = parse_spec(old_tree, source=str(paths.spec), base_dir=spec.base_dir)
-        lines = check_extension(old, spec, extend)
+        lines = check_extension(old, spec, extend, paths.experiment)
         record_extension(paths, old, spec, lines)
         paths.spec.write_text(yaml.safe_dump(tree, sort_keys=False))
         return True, True
@@ -139,6 +143,32 @@ def resolve_data(spec: StudySpec, paths: StudyPaths) -> Path:
     return root
 
 
+class _RayNoise(logging.Filter):
+    """Drops two Ray log records that mislead here: Tune's `Tuner.restore(...)` hint on an
+    interrupted run (dhkd prints its own: the same command resumes), and "Error handling
+    checkpoint ... FileNotFoundError" after a driver was killed. The latter comes from the
+    restored checkpoint list: the killed driver had already deleted (num_to_keep) checkpoints
+    that its last experiment snapshot still listed, and Ray's _delete_fs_path checks such a
+    folder outside its try. The new checkpoint is registered before that; what the exception
+    skips (the trial's checkpoint index and state snapshot) its next checkpoint brings up to
+    date, and a trial's stale entries are at most num_to_keep."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "Resume experiment with" in str(record.msg):
+            return False
+        error = record.exc_info[1] if record.exc_info else None
+        return not ("Error handling checkpoint" in str(record.msg)
+                    and isinstance(error, FileNotFoundError))  # fmt: skip
+
+
+def quiet_ray_noise() -> None:
+    noise = _RayNoise()
+    for name in ("ray.tune.tune", "ray.tune.execution.tune_controller"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RayNoise) for f in logger.filters):
+            logger.addFilter(noise)
+
+
 def _init_ray(opts: RunOptions) -> bool:
     """Start a local Ray instance (or join `opts.address`); False if Ray was already up."""
     import ray
@@ -171,8 +201,13 @@ def check_resources(spec: StudySpec) -> None:
 def _tuner(
     spec: StudySpec, paths: StudyPaths, context: TrialContext, quiet: bool, fresh: bool = False
 ):
-    """Restore the study's Tune experiment, or (new study, or `fresh`: an extension) a new
-    Tuner for the trials still to start; None when there are none."""
+    """Restore the study's Tune experiment, or (new study, or `fresh`: an extension, a retry of
+    FAILED trials) a new Tuner for the trials still to start; None when there are none.
+
+    A retry is a new Tuner rather than Tuner.restore(restart_errored=True): the reopened Optuna
+    trials are handed out again by the searcher (same number and params) to new Ray trials that
+    start from scratch, as restart_errored would; resume_errored is not used because the failed
+    attempt's checkpoint was made before its cause was fixed (bad data, a cache, the code)."""
     from ray import tune
 
     from dhkd.study.driver.callbacks import ProgressCallback, TrackingCallback
@@ -265,6 +300,7 @@ def run_study(spec: StudySpec, opts: RunOptions | None = None) -> StudySummary:
     phases = Phases()
     tracking_ready = start_tracking_check(uri)
     phases.mark("tracking_check")
+    made = not paths.experiment.exists()
     lock = DriverLock(paths.dir).acquire()
     try:
         if lock.took_over and not opts.quiet:
@@ -274,6 +310,8 @@ def run_study(spec: StudySpec, opts: RunOptions | None = None) -> StudySummary:
         return _run_locked(spec, opts, paths, uri, start, phases, tracking_ready)
     finally:
         lock.release()
+        if made and "study_run" not in phases.times:  # refused before anything ran: the
+            shutil.rmtree(paths.experiment, ignore_errors=True)  # corrected command starts anew
 
 
 def _run_locked(
@@ -301,15 +339,23 @@ def _run_locked(
         tracking_ready()
         phases.mark("tracking_wait")
         tracker = Tracker(paths, uri, opts.artifact_location)
+        tracker.check_name(spec.name)
         if tracker.pending and not opts.quiet:
             print(f"[dhkd] sending {tracker.pending} tracking operations left by an earlier run")
         tracker.flush()
         phases.mark("outbox")
         check_resources(spec)
-        tags = {"dhkd.resumed": str(resumed), NOTE: study_note(spec)}
+        retried = reopen_failed(paths, spec) if opts.retry_failed else []
+        if opts.retry_failed and not opts.quiet:
+            listed = ", ".join(f"#{n}" for n in retried) or "none"
+            print(f"[dhkd] retrying the FAILED trials of {spec.name}: {listed}")
+        tags = {"dhkd.resumed": str(resumed), NOTE: study_note(spec),
+                STORAGE_TAG: str(paths.storage)}  # fmt: skip
         if extended:
             tags["dhkd.extended"] = "True"
         tracker.start_study(spec.name, study_params(spec), tags, experiment_tags(spec))
+        for number in retried:
+            tracker.retry_trial(number)
         phases.mark("study_run")
         reference = measure_reference(
             spec, paths, Path(context.data_root), context.feature_cache_dir, opts.quiet
@@ -320,8 +366,10 @@ def _run_locked(
         tune_start = time.monotonic()
         phases.times["tune_start_at"] = time.time()
         try:
-            tuner = _tuner(spec, paths, context, opts.quiet, fresh=extended)
+            # a retried trial restarts from scratch in a new Ray trial (see _tuner)
+            tuner = _tuner(spec, paths, context, opts.quiet, fresh=extended or bool(retried))
             if tuner is not None:
+                quiet_ray_noise()
                 tuner.fit()
         finally:  # the study run is closed (FINISHED, or KILLED to be resumed) in any case
             add_used_time(paths, time.monotonic() - tune_start)

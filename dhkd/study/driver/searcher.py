@@ -21,6 +21,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from dhkd.errors import ConfigError
 from dhkd.study.design.space import grid, suggest
 from dhkd.study.design.spec import StudySpec
 from dhkd.study.driver.budget import mark_exhausted
@@ -78,6 +79,43 @@ def open_optuna_study(paths: StudyPaths, spec: StudySpec):
         sampler=sampler,
         load_if_exists=True,
     )
+
+
+def reopen_failed(paths: StudyPaths, spec: StudySpec) -> list[int]:
+    """`study run --retry-failed`: every FAIL trial of the study goes back to RUNNING with its
+    number and params (its intermediate values dropped), so the searcher hands it out again to
+    a new Ray trial (an orphan, see the module docstring). Optuna has no public way to reopen a
+    finished trial, so its sqlite rows are updated; returns the numbers reopened. A study with
+    interrupted trials (RUNNING) is refused: they resume from their checkpoints first."""
+    import sqlite3
+
+    from optuna.trial import TrialState
+
+    study = open_optuna_study(paths, spec)  # the schema exists
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if running:
+        listed = ", ".join(f"#{t.number}" for t in running)
+        raise ConfigError(
+            f"study {spec.name} has interrupted trials ({listed}): resume them first with the "
+            "same command without --retry-failed, then retry the FAILED ones"
+        )
+    db = sqlite3.connect(paths.dir / "optuna.db")
+    try:
+        with db:
+            rows = db.execute(
+                "SELECT t.trial_id, t.number FROM trials t JOIN studies s USING (study_id) "
+                "WHERE s.study_name = ? AND t.state = 'FAIL' ORDER BY t.number",
+                (spec.name,),
+            ).fetchall()
+            ids = [(trial_id,) for trial_id, _ in rows]
+            db.executemany(
+                "UPDATE trials SET state = 'RUNNING', datetime_complete = NULL WHERE trial_id = ?",
+                ids,
+            )
+            db.executemany("DELETE FROM trial_intermediate_values WHERE trial_id = ?", ids)
+    finally:
+        db.close()
+    return [number for _, number in rows]
 
 
 def live_trial(study, number: int):

@@ -9,7 +9,9 @@ from typing import Any
 from dhkd.study.design.spec import StudySpec
 from dhkd.study.state.layout import StudyPaths, read_json, write_json
 
-OPTUNA_TO_STATE = {"COMPLETE": "COMPLETE", "PRUNED": "PRUNED", "FAIL": "FAILED"}
+# at the end of a run no trial runs: one still RUNNING in Optuna was interrupted (resumable)
+OPTUNA_TO_STATE = {"COMPLETE": "COMPLETE", "PRUNED": "PRUNED", "FAIL": "FAILED",
+                   "RUNNING": "INTERRUPTED"}  # fmt: skip
 
 
 @dataclass
@@ -98,7 +100,8 @@ def format_summary(spec: StudySpec, summary: StudySummary) -> str:
     if summary.compute:
         lines.append(format_compute(summary.compute))
     if not summary.complete:
-        lines.append("the study is not finished: run the same command again to resume it")
+        lines.append("the study is not finished: run the same command again to resume it "
+                     "(interrupted trials continue from their checkpoints)")  # fmt: skip
     if summary.tracking_pending:
         lines.append(
             f"{summary.tracking_pending} tracking operations could not be logged; they are kept "

@@ -250,6 +250,24 @@ def apply_trial_end(tr: RunStore, op: dict[str, Any]) -> None:
     tr.save()
 
 
+def apply_trial_retry(tr: RunStore, op: dict[str, Any]) -> None:
+    """A FAILED trial run again (`dhkd study run --retry-failed`): the same run is reopened
+    (RUNNING, its `error` tag moved to `previous_error`, `retries` counted) and its next final
+    state is recorded as any first one; a trial not FAILED (a replay) is left alone."""
+    rec = _trial_record(tr, op["number"])
+    if rec.get("state") != FAILED:
+        return
+    run = tr.client.get_run(rec["run_id"])
+    tags = {"state": RUNNING, "retries": str(int(run.data.tags.get("retries", "0")) + 1)}
+    if "error" in run.data.tags:
+        tags["previous_error"] = run.data.tags["error"]
+        tr.client.delete_tag(rec["run_id"], "error")
+    _log(tr, rec["run_id"], tags=tags)
+    tr.client.update_run(rec["run_id"], status=RUNNING)
+    rec["state"] = None
+    tr.save()
+
+
 def _log_artifacts(tr: RunStore, run_id: str, folder: Path, exclude: set[str]) -> None:
     """The files of `folder` (top level) but those named in `exclude`."""
     if not exclude:
@@ -354,6 +372,7 @@ OPERATIONS: dict[str, Operation] = {
     "history": apply_history,
     "trial_node": apply_trial_node,
     "trial_end": apply_trial_end,
+    "trial_retry": apply_trial_retry,
     "trial_extend": apply_trial_extend,
     "study_end": apply_study_end,
     "reference": apply_reference,

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dhkd.errors import DhkdError
+from dhkd.errors import ConfigError, DhkdError
 from dhkd.runs.tracking import check_tracking, probe
 from dhkd.study.state.layout import StudyPaths, read_json, write_json
 from dhkd.study.tracking.operations import OPERATIONS
@@ -43,6 +43,7 @@ from dhkd.study.tracking.outbox import Outbox
 log = logging.getLogger(__name__)
 RETRY_S = 30.0  # while down, try the server again at most this often
 PARAM_BATCH = 100  # MLflow's limit of params per log_batch
+STORAGE_TAG = "dhkd.storage_path"  # study run tag: the storage path its files are under
 
 
 def default_artifact_location(uri: str) -> str | None:
@@ -145,6 +146,32 @@ class Tracker:
         """params: the trial's settings; tags: bookkeeping; config: its config.yaml text."""
         self.submit({"op": "trial_start", "number": number, "trial_id": trial_id,
                      "params": params, "tags": tags or {}, "config": config})  # fmt: skip
+
+    def retry_trial(self, number: int) -> None:
+        """A FAILED trial is run again: its run is reopened (operations.apply_trial_retry)."""
+        self.submit({"op": "trial_retry", "number": number})
+
+    def check_name(self, name: str) -> None:
+        """One study name, one study on a tracking server: ConfigError when the experiment
+        `name` holds the study run of a study kept under another storage path."""
+        try:
+            exp = self.client.get_experiment_by_name(name)
+            runs = [] if exp is None else self.client.search_runs(
+                [exp.experiment_id], "tags.`dhkd.role` = 'study'", max_results=50
+            )  # fmt: skip
+        except Exception as exc:  # the server went down meanwhile: the outbox takes over
+            log.warning("could not check the study name %s at %s: %s", name, self.uri, exc)
+            return
+        mine = str(self.paths.storage)
+        for run in runs:
+            tags = run.data.tags
+            other = tags.get(STORAGE_TAG)
+            if tags.get("dhkd.study_uid") != self.state["study_uid"] and other not in (None, mine):
+                raise ConfigError(
+                    f"a study named '{name}' already exists at {self.uri} with its files under "
+                    f"{other}; pass --storage-path {other} to run or resume that study, or "
+                    "--name NEW_NAME to start another one"
+                )
 
     def log_history(self, number: int, key: str, values: list[float]) -> None:
         """One metric over a finished stage: values[i] at step i + 1 (e.g. train/teacher_nll)."""
