@@ -237,9 +237,12 @@ def _checked(data: StudyData) -> StudyData:
         for t in data.trials:
             counts[t.state] = counts.get(t.state, 0) + 1
         found = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trial runs"
+        how = "let it finish or resume it with the same `dhkd study run` command"
+        if counts.get("FAILED"):
+            how = ("fix what made its trials fail (the `error` tag of their runs) and run them "
+                   "again with `dhkd study run SPEC --retry-failed`")  # fmt: skip
         raise DhkdError(
-            f"study '{data.name}' has no COMPLETE trial yet ({found}); let it finish or resume "
-            "it with the same `dhkd study run` command, then report again"
+            f"study '{data.name}' has no COMPLETE trial yet ({found}); {how}, then report again"
         )
     return data
 
