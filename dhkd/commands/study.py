@@ -12,6 +12,16 @@ SMOKE_HELP = (
 )
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not positive; give 1 or more")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "study",
@@ -41,7 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--storage-path", default=None, help="Ray storage folder (runs/ray)")
     run.add_argument("--name", help="study name (default: the spec's name)")
     run.add_argument("--artifact-location", help="MLflow artifact root for a new experiment")
-    run.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default all)")
+    run.add_argument(
+        "--num-cpus", type=_positive_int, help="CPUs of the local Ray instance (default all)"
+    )
     run.add_argument(
         "--feature-cache",
         default="auto",
@@ -110,11 +122,14 @@ def load_for_run(path: str, smoke: bool, name: str | None):
     spec = load_spec(path)
     if smoke:
         spec = smoke_spec(spec)
-    if name:
+    if name is not None:
         from pydantic import ValidationError
 
         from dhkd.errors import ConfigError
 
+        if not name.strip():
+            raise ConfigError("--name is empty; give a study name, or leave --name out to use "
+                              f"the spec's name ({spec.name})")  # fmt: skip
         try:
             spec = StudySpec.model_validate({**spec.model_dump(), "name": name})
         except ValidationError as exc:

@@ -330,7 +330,8 @@ def describe_spec_error(exc: ValidationError, source: str) -> str:
             lines.append(f"'{loc}': required key is missing")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"'{loc}': {msg} (got {err.get('input')!r})")
+            got = "" if "(got " in msg else f" (got {err.get('input')!r})"
+            lines.append(f"'{loc}': {msg}{got}")
     return f"invalid study spec {source}:\n  " + "\n  ".join(lines)
 
 

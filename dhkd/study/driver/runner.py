@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from dhkd.errors import ConfigError, DataError
+from dhkd.runs.paths import require_writable_dir
 from dhkd.runs.tracking import DEFAULT_TRACKING_URI, normalize_uri
 from dhkd.study.design.spec import StudySpec, parse_spec, spec_tree
 from dhkd.study.driver.budget import BudgetStopper, add_used_time, budget_state
@@ -292,6 +293,10 @@ def run_study(spec: StudySpec, opts: RunOptions | None = None) -> StudySummary:
                 print(f"[dhkd] {warning}")
     start = time.monotonic()
     paths = StudyPaths(Path(opts.storage_path), spec.name)
+    require_writable_dir(opts.storage_path, "--storage-path")  # before any work
+    cache = _cache_dir(opts, paths)
+    if cache:  # every trial would fail on it
+        require_writable_dir(cache, "the feature cache (--feature-cache)")
     uri = normalize_uri(opts.tracking_uri)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
