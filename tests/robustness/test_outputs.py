@@ -311,3 +311,65 @@ def test_cluster_check_refuses_a_negative_timeout(capsys):
         line
         == "dhkd cluster check: error: argument --timeout: -1 is negative; give 0 or more seconds"
     )
+
+
+def _spec(tmp_path: Path, data: Path, extra: str = "") -> Path:
+    spec = tmp_path / "studies" / "demo.yaml"
+    spec.parent.mkdir(exist_ok=True)
+    spec.write_text(
+        "name: demo\ndescription: a study of outputs\nmethod: knn\npreset: tiny\n"
+        f"data: {{root: {data}, dataset: custom, categories: [{CATEGORY}]}}\n"
+        "scientific:\n  seed: {type: categorical, values: [0, 1]}\n"
+        f"sampler: {{type: grid, seed: 0}}\nscheduler: {{type: none}}\n{extra}"
+    )
+    return spec
+
+
+@pytest.mark.parametrize("where", ["storage path", "feature cache"])
+@pytest.mark.parametrize("problem", ["a file", "not writable"])
+def test_study_run_checks_its_folders_before_any_trial(where, problem, synthetic_root, tmp_path,
+                                                       unwritable, capsys):  # fmt: skip
+    file = tmp_path / "taken.txt"
+    file.write_text("not a folder\n")
+    bad = file if problem == "a file" else unwritable / "out"
+    storage = tmp_path / "ray"
+    flags = {
+        "storage path": ["--storage-path", str(bad)],
+        "feature cache": ["--storage-path", str(storage), "--feature-cache", str(bad)],
+    }
+    argv = ["study", "run", str(_spec(tmp_path, synthetic_root)), *flags[where], "--quiet",
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]  # fmt: skip
+    named = {
+        "storage path": "--storage-path",
+        "feature cache": "the feature cache (--feature-cache)",
+    }
+    fix = (
+        "is a file, not a folder; pass a folder path"
+        if problem == "a file"
+        else f"is not writable ({unwritable}); pass a folder you can write to"
+    )
+    assert _refused(argv, capsys) == f"dhkd study: error: {named[where]} {bad} {fix}"
+    assert not storage.exists() and not (tmp_path / "mlflow.db").exists()
+    assert file.read_text() == "not a folder\n"
+
+
+def test_study_run_refuses_an_empty_name_and_a_cpu_count_below_one(synthetic_root, tmp_path,
+                                                                   capsys):  # fmt: skip
+    argv = ["study", "run", str(_spec(tmp_path, synthetic_root)), "--storage-path",
+            str(tmp_path / "ray")]  # fmt: skip
+    assert _refused([*argv, "--name", ""], capsys) == (
+        "dhkd study: error: --name is empty; give a study name, or leave --name out to use the "
+        "spec's name (demo)"
+    )
+    line = _argparse_error([*argv, "--num-cpus", "-1"], capsys)
+    assert line == "dhkd study run: error: argument --num-cpus: -1 is not positive; give 1 or more"
+    assert not (tmp_path / "ray").exists()
+
+
+def test_a_message_naming_its_input_does_not_name_it_twice(synthetic_root, tmp_path, capsys):
+    spec = _spec(tmp_path, synthetic_root, extra="seeds: [0, 0]\n")
+    assert main(["study", "check", str(spec)]) == 2
+    text = capsys.readouterr()
+    text = text.out + text.err
+    assert "'seeds': seeds must be distinct non-negative integers (got [0, 0])" in text
+    assert text.count("(got ") == 1 and "Traceback" not in text
