@@ -180,7 +180,8 @@ def _read_file(path: Path) -> dict[str, Any]:
     sections of other methods, as configs stored before runs kept only their own: they are
     dropped."""
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"config file {path} {what}; pass a YAML file of config sections")
     loaded = read_yaml(path) or {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections")

@@ -54,9 +54,8 @@ def reproduce(
     fp = logged.fingerprint
     root = Path(data_root or fp["data"]["root"])
     if not root.is_dir():
-        raise DataError(
-            f"the run's data root {root} does not exist here; pass --data ROOT of the same dataset"
-        )
+        what = "is a file, not a folder" if root.exists() else "does not exist here"
+        raise DataError(f"the run's data root {root} {what}; pass --data ROOT of the same dataset")
     units = [(str(c), int(s)) for c, s in fp["units"]]
     threads = torch.get_num_threads()
     torch.set_num_threads(int(fp.get("threads") or threads))

@@ -215,9 +215,8 @@ def _scan(src: _Source, settings, data_root, device: str, progress: bool) -> lis
     fp = weights.get("fingerprint") or {}
     root = Path(data_root or (fp.get("data") or {}).get("root", ""))
     if not root.is_dir():
-        raise DataError(
-            f"the run's data root {root} does not exist here; pass --data ROOT of the same dataset"
-        )
+        what = "is a file, not a folder" if root.exists() else "does not exist here"
+        raise DataError(f"the run's data root {root} {what}; pass --data ROOT of the same dataset")
     selection = src.selection or protocol_label(cfg.selection.protocol)
     base = cfg.score.fusion_args()
     scans, data = [], {}

@@ -283,6 +283,17 @@ def test_a_folder_given_as_checkpoint_is_not_called_missing(run, tmp_path, capsy
     )
 
 
+def test_a_folder_given_as_config_or_spec_is_not_called_missing(synthetic_root, tmp_path, capsys):
+    train = _train_argv(synthetic_root, tmp_path / "run", "--config", str(tmp_path))
+    assert _refused(train, capsys) == (
+        f"dhkd train: error: config file {tmp_path} is a folder, not a file; pass a YAML file of "
+        "config sections"
+    )
+    assert _refused(["study", "run", str(tmp_path)], capsys) == (
+        f"dhkd study: error: study spec {tmp_path} is a folder, not a file; pass a study YAML file"
+    )
+
+
 def test_reproduce_of_a_missing_folder_says_so(tmp_path, capsys):
     missing = tmp_path / "no-run"
     line = _refused(["reproduce", str(missing), "--quiet"], capsys)

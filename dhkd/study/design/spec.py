@@ -354,7 +354,8 @@ def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a study file; relative data roots resolve against its folder's parent."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"study spec {path} does not exist")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"study spec {path} {what}; pass a study YAML file")
     from dhkd.config import read_yaml
 
     tree = read_yaml(path)
