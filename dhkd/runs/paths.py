@@ -1,7 +1,8 @@
 """Output locations checked before any work: every command that writes calls one of these
 first, so that a file where a folder is expected, a folder where a file is expected, a location
 it cannot write to, or an output that is one of its own inputs is one line (DhkdError, exit 2)
-instead of a traceback after the work is done. Nothing is created."""
+instead of a traceback after the work is done. Nothing is left behind: writing is tried with a
+file that is removed at once."""
 
 from __future__ import annotations
 
@@ -86,7 +87,9 @@ def require_not_input(out: str | Path, inputs: Iterable[str | Path], what: str) 
             )
 
 
-def require_outside(out: str | Path, written: Iterable[str | Path], inputs, what: str) -> None:
+def require_outside(
+    out: str | Path, written: Iterable[str | Path], inputs: Iterable[str | Path], what: str
+) -> None:
     """Refuse when a path the command writes (`written`, under `out`) is or holds an input."""
     for target in written:
         target = Path(target).expanduser()
