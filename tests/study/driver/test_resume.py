@@ -99,6 +99,8 @@ def test_sigkill_then_rerun_completes_the_study(tmp_path, mlflow_template):
 
     second = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=400)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    resumed = second.stdout + second.stderr
+    assert "Traceback" not in resumed and "Error handling checkpoint" not in resumed, resumed
     trials = optuna_trials(tmp_path / "ray", "killme")
     assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)
     assert sorted(t.params["noise.sigma"] for t in trials) == [0.0, 0.2, 0.4]
