@@ -93,15 +93,17 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dhkd.errors import DhkdError
-    from dhkd.runs.tracking import DEFAULT_TRACKING_URI, normalize_uri
+    from dhkd.runs.tracking import DEFAULT_TRACKING_URI, check_sqlite
 
     uri = args.tracking_uri or DEFAULT_TRACKING_URI
     if uri.startswith("sqlite:///"):
-        if not Path(uri.removeprefix("sqlite:///")).expanduser().is_file():
+        path = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
+        if not path.is_file():
             raise DhkdError(
                 f"no tracking store at {uri}: run a study first, or pass --tracking-uri"
             )
-        uri = normalize_uri(uri)
+        check_sqlite(path, create=False)  # a text file is one line, not a traceback
+        uri = f"sqlite:///{path}"
     base = f"http://{args.host}:{args.port}"
     check_port_free(args.host, args.port)
     pages = study_pages(uri, base, args.study)
