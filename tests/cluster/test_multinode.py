@@ -145,6 +145,7 @@ def assert_consistent(stack: Stack, name: str, uri: str, trials: int, epochs: in
     return runs
 
 
+@pytest.mark.slow
 @pytest.mark.cluster
 @pytest.mark.timeout(400)
 def test_trials_span_both_nodes_and_survive_a_lost_worker(stack):
@@ -178,6 +179,7 @@ def test_trials_span_both_nodes_and_survive_a_lost_worker(stack):
           f"#{lost} (seconds after the kill):\n" + "\n".join(events))  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.cluster
 @pytest.mark.timeout(400)
 def test_tracking_outage_mid_study_waits_in_the_outbox_then_syncs(stack):

@@ -42,6 +42,7 @@ def _spec(roots, base_dir="."):
     )
 
 
+@pytest.mark.slow
 def test_each_category_is_read_from_the_root_that_holds_it(two_roots, synthetic_root, tmp_path):
     a, b = two_roots
     spec = _spec([str(a), str(b)])

@@ -164,6 +164,7 @@ def _count_reads(monkeypatch) -> list[str]:
     return reads
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["dhkd", "knn"])
 def test_no_real_defective_test_image_is_read_before_the_final_evaluation(
     synthetic_root, monkeypatch, method

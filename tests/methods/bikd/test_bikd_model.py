@@ -94,6 +94,7 @@ def baseline() -> torch.Tensor:
     return _trained_output({"bikd.augment_prob": 1.0})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides", SWITCHES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items())
 )
