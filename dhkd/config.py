@@ -46,7 +46,7 @@ SHARED_KEYS = tuple(TrainConfig.model_fields)
 PRESETS: dict[str, dict[str, Any]] = {
     # Offline, 2 CPU cores, minutes per category.
     # Thirty epochs for both students (the kNN has none), each chosen on a validation fold of
-    # real defects against twenty (dhkd/methods/*/__init__.py, reports/README.md).
+    # real defects against twenty (docs/decisions.md#student-epochs).
     "quick": {
         "data": {"image_size": 256},
         "backbone": {"name": "efficientnet_lite0", "levels": [2, 3]},

@@ -14,7 +14,7 @@ drawn log-uniformly from 0.04 to 0.35 (about 0.3% to 20% of the image's area, th
 defects from a scratch to a missing part), centred anywhere in the frame. Version 2 drew the radius
 uniformly from 0.05 to 0.12, a median of 1.2% of the area where bottle's real defects cover 5.7% and
 cookie's 2.7%, so a model whose maps spread beyond a large defect lost nothing on it (the change did
-not make validation rank the teacher's depth as real defects do: reports/README.md). Real defects
+not make validation rank the teacher's depth as real defects do: docs/decisions.md). Real defects
 touch the border too (on textures as often as anywhere else), and a validation set that never puts
 one there cannot choose a model that finds them (version 1 kept centres in the middle 60% of each
 side, so no defect reached the outer 8% of the image). The mask is exactly the set of pixels the

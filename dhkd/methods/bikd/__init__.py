@@ -19,8 +19,8 @@ METHOD = MethodInfo(
     presets={
         # Erased feature patches instead of pasted image patches, a student epoch that passes
         # a small train set several times, and the forward student (trained from scratch) at
-        # half the reverse distiller's weight (studies/real_erase_bikd*.yaml,
-        # studies/real_paths_bikd*.yaml; reports/README.md). Per-position LayerNorm: both
+        # half the reverse distiller's weight (docs/decisions.md#bikd-erasing,
+        # #bikd-epoch-size, #bikd-forward-weight). Per-position LayerNorm: both
         # paths score by cosine, and the cosine of features centred on the train set's channel
         # means is noise where an image looks most typical (benchmarks/bench_carryover.py).
         # The same benchmark: an image scores the mean of its map's top 1% rather than its
@@ -28,7 +28,7 @@ METHOD = MethodInfo(
         # epochs (the shared quick preset's) rather than twenty, on a validation fold of the
         # real test images of the same ten categories: AU-PRO higher on 8 of ten at seeds 0 and
         # 1 (mean -0.01 and +0.18), image AUROC higher on 2 and 3 and lower on none
-        # (reports/README.md, "Choosing on a validation fold of real defects").
+        # (docs/decisions.md#student-epochs).
         "quick": {
             "backbone": {"feature_norm": "layernorm"},
             "bikd": {"augment": False, "erase_prob": 1.0, "forward_weight": 0.5},

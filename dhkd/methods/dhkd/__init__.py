@@ -18,8 +18,8 @@ METHOD = MethodInfo(
     unit="dhkd.methods.dhkd.unit:DHKDUnit",
     stages=_stages,
     presets={
-        # studies/real_noise*.yaml: erased patches teach the student to flag defects.
-        # studies/real_budget*.yaml: five teacher epochs beat ten on validation; a student
+        # Erased patches teach the student to flag defects (docs/decisions.md#erased-patches).
+        # docs/decisions.md#epoch-size: five teacher epochs beat ten on validation; a student
         # epoch of 64-80 samples whatever the train set's size (cookie's 25 images passed over
         # three times, a random 80 of bottle's 167) tied with whole passes on bottle's.
         # benchmarks/bench_carryover.py: an image scores the mean of its map's top 1% rather
@@ -30,13 +30,13 @@ METHOD = MethodInfo(
         # A teacher of 4 couplings rather than 8: chosen on a validation fold of the real test
         # images of the same ten categories (selection test_fold: AU-PRO higher on 8 of ten, and
         # the reported fold agreed on 9), where the synthetic defects rank teacher depth the other
-        # way (reports/README.md, "Does synthetic validation choose as real defects would?").
+        # way (docs/decisions.md#teacher-couplings).
         # Three teacher epochs rather than five, on the same validation fold (AU-PRO higher on 6
-        # and 7 of ten at seeds 0 and 1, mean +0.25 and +0.26; reports/README.md, "Choosing on
-        # a validation fold of real defects"). Thirty student epochs (the shared quick preset's)
+        # and 7 of ten at seeds 0 and 1, mean +0.25 and +0.26; docs/decisions.md#teacher-epochs).
+        # Thirty student epochs (the shared quick preset's)
         # rather than twenty (150 steps rather than 100), on the same validation fold: AU-PRO
         # higher on 8 and 9 of ten at seeds 0 and 1 (mean +0.27 and +0.51), at 38% more time a
-        # run.
+        # run (docs/decisions.md#student-epochs).
         "quick": {
             "teacher": {"depth": 4, "epochs": 3},
             "noise": {"mask": "patches", "mode": "replace", "sigma": 1.0, "patch_size": 0.25},
