@@ -83,10 +83,24 @@ def _spec(tmp_path: Path, name: str, values=(0.1, 0.99), **changes) -> Path:
 
 
 def _cli(capsys, argv: list[str]) -> tuple[int, str, str]:
+    _rebind_log_streams()
     rc = main(argv)
     captured = capsys.readouterr()
     assert "Traceback" not in captured.out + captured.err
     return rc, captured.out, captured.err
+
+
+def _rebind_log_streams() -> None:
+    """Log handlers that an earlier in-process run (another test file) made write to its
+    captured stream, closed since: they now write to this test's."""
+    import logging
+
+    loggers = [logging.root, *logging.root.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            stream = getattr(handler, "stream", None)
+            if isinstance(handler, logging.StreamHandler) and getattr(stream, "closed", False):
+                handler.stream = sys.stderr
 
 
 def _one_error(err: str) -> str:

@@ -301,6 +301,9 @@ def run_study(spec: StudySpec, opts: RunOptions | None = None) -> StudySummary:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # snapshots close to the truth
+    # a failed trial is one progress line and its error in MLflow (error tag, error.txt), not
+    # Ray's traceback on the console
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     phases = Phases()
     tracking_ready = start_tracking_check(uri)
