@@ -46,7 +46,9 @@ def _figure_lines(result) -> list[str]:
         prefix = next((p for p in FIGURE_TEXT if stem.startswith(p)), None)
         text = FIGURE_TEXT.get(prefix, stem).format(key=stem.removeprefix(prefix or ""))
         rel = path.relative_to(result.out).as_posix()
-        lines += [f"**{stem}** - {text} ([PDF]({rel[:-4]}.pdf))", "", f"![{stem}]({rel})", ""]
+        lines += [f"**{stem}** - {text}", "", f"![{stem}]({rel})", ""]
+    if lines:
+        lines.insert(0, "Each figure is also written as a PDF beside its PNG, for LaTeX.\n")
     return lines
 
 

@@ -79,7 +79,8 @@ def test_the_html_report_is_self_contained(report):
     assert links and all(link.startswith("#") and link[1:] in ids for link in links)
     assert "#file-provenance-csv" in links and "#file-tables-pixel-aupro-csv" in links
     assert "<th>category</th>" in page  # the CSVs as HTML tables
-    assert "figures/qualitative.pdf</span>, beside this page" in page  # PDFs named, not linked
+    assert "Each figure is also written as a PDF beside its PNG" in page
+    assert ".pdf" not in (out / "README.md").read_text()  # named once, never linked
 
 
 def test_report_is_logged_to_the_study_run(tmp_path, fresh_uri, capsys):
