@@ -36,6 +36,7 @@ def _train(unit) -> None:
     unit.run_epoch(last.name, 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["dhkd", "bikd"])
 def test_calibration_sets_each_levels_mean_over_the_train_images(method):
     unit = _unit(method, "train_mean")

@@ -57,6 +57,7 @@ def _same(a, b) -> bool:
     return a == b
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["dhkd", "bikd", "knn"])
 def test_training_state_keeps_its_keys_and_round_trips(method):
     cfg, split, unit = _trained(method)
@@ -69,6 +70,7 @@ def test_training_state_keeps_its_keys_and_round_trips(method):
         assert fresh.stage_done("teacher") and len(fresh.train_targets) == 2
 
 
+@pytest.mark.slow
 def test_a_state_without_a_later_generator_keeps_its_seeded_state():
     cfg, split, unit = _trained("bikd")
     state = unit.state_dict()

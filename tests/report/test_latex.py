@@ -177,6 +177,7 @@ def test_special_names_print_as_written(tmp_path):
 @pytest.mark.skipif(
     shutil.which("pdftoppm") is None, reason=f"pdftoppm not found: install poppler-utils {INSTALL}"
 )
+@pytest.mark.slow
 def test_every_table_under_reports_compiles_without_overfull_boxes(tmp_path):
     tables = latex_check.tables_under(REPORTS)
     assert any(p.name == "pixel_aupro.tex" for p in tables)

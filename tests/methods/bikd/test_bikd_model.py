@@ -103,6 +103,7 @@ def test_switch_changes_the_output(baseline, overrides):
     assert not torch.allclose(out, baseline, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_same_config_gives_the_same_output(baseline):
     assert torch.equal(_trained_output({"bikd.augment_prob": 1.0}), baseline)
 
@@ -142,6 +143,7 @@ def test_config_rejects_bad_bikd_settings(overrides, message):
         load_config("tiny", overrides={"method": "bikd", **overrides})
 
 
+@pytest.mark.slow
 def test_coupling_adds_the_reciprocal_term_and_trains_both_paths():
     """L(coupling c) = L(0) + c x mean-over-positions of the two pulls; each pull moves only its
     own path (the other side is the target), so the coupling term alone has gradients in both."""

@@ -35,6 +35,7 @@ def _unit(cfg, synthetic_root, cache, seed: int = 0) -> BiKDUnit:
     return unit
 
 
+@pytest.mark.slow
 def test_fit_units_trains_bikd_and_returns_the_metrics(synthetic_root, cache, tmp_path):
     reports: list[EpochReport] = []
     result = fit_units(
@@ -85,6 +86,7 @@ def test_backbone_is_only_built_when_augmenting(synthetic_root, cache):
     assert _unit(_cfg(**{"bikd.backward_weight": 0}), synthetic_root, cache).backbone is None
 
 
+@pytest.mark.slow
 def test_erased_patches_reach_the_reverse_distiller_only(synthetic_root, cache, monkeypatch):
     cfg = _cfg(**{"bikd.augment": False, "bikd.erase_prob": 1.0, "bikd.erase_count": 1})
     unit = _unit(cfg, synthetic_root, cache)
@@ -135,6 +137,7 @@ def test_quick_preset_scores_cosine_on_layernormed_features():
     assert distance("layernorm") < 0.01 < 0.05 < distance("train_stats")
 
 
+@pytest.mark.slow
 def test_state_round_trips_and_resume_is_exact(synthetic_root, cache):
     cfg = _cfg(**{"bikd.erase_prob": 0.5})
     straight = _unit(cfg, synthetic_root, cache)
@@ -153,6 +156,7 @@ def test_state_round_trips_and_resume_is_exact(synthetic_root, cache):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_fit_units_resume_matches_an_uninterrupted_run(synthetic_root, cache):
     cfg = _cfg()
     saved = []

@@ -96,6 +96,7 @@ def test_untrained_teacher_is_a_named_ablation_that_skips_the_teacher_stage():
     assert get_method("dhkd").stages(trained)[0].epochs == trained.teacher.epochs >= 1
 
 
+@pytest.mark.slow
 def test_student_trains_on_the_teacher_outputs_stored_after_stage_one():
     n, size = 6, 64
     g = torch.Generator().manual_seed(0)

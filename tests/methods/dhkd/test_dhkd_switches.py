@@ -77,6 +77,7 @@ def test_switch_changes_the_output(baseline, overrides):
     assert not torch.allclose(out, baseline, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_the_same_output(baseline):
     assert torch.equal(_trained_output({"loss.affinity_weight": 0.5}), baseline)
 

@@ -41,6 +41,7 @@ def cache() -> FeatureCache:
     return FeatureCache(directory="")
 
 
+@pytest.mark.slow
 def test_knn_runs_through_fit_units_in_one_stage(synthetic_root, cache, tmp_path):
     cfg = load_config("tiny", overrides={"method": "knn", "knn.coreset_ratio": 0.5})
     assert [s.name for s in get_method("knn").stages(cfg)] == ["fit"]
