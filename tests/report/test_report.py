@@ -83,6 +83,7 @@ def test_the_html_report_is_self_contained(report):
     assert ".pdf" not in (out / "README.md").read_text()  # named once, never linked
 
 
+@pytest.mark.slow
 def test_report_is_logged_to_the_study_run(tmp_path, fresh_uri, capsys):
     from mlflow.tracking import MlflowClient
 
@@ -133,6 +134,7 @@ def test_bad_input_is_a_clear_message(fake_study, tmp_path, capsys):
     assert "matches no column" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_search_without_categorical_scientific_reports_its_best_trial(tmp_path, fresh_uri):
     from .report_helpers import FakeTrial
 
