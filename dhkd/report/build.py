@@ -41,7 +41,7 @@ from dhkd.report.latex import (
     to_latex,
 )
 from dhkd.report.optuna_study import optuna_study, space
-from dhkd.report.paths import portable_command, portable_text
+from dhkd.report.paths import portable_text
 from dhkd.report.render import FINGERPRINT_FIELDS, provenance_rows, to_csv, to_markdown
 from dhkd.report.select import Column, best_trial, columns
 from dhkd.report.tables import Table, build_table
@@ -212,13 +212,6 @@ def build_report(
         raise DhkdError(
             f"unknown LaTeX layout {latex_layout!r}; choose one of {', '.join(LAYOUTS)}"
         )
-    if storage_path is not None and not Path(storage_path).expanduser().is_dir():
-        from dhkd.errors import DhkdError
-
-        raise DhkdError(
-            f"--storage-path {storage_path} is not a folder; pass the Ray storage folder the "
-            "study ran with (runs/ray), or leave it out to rebuild the Optuna study from MLflow"
-        )
     data = load_study(name, tracking_uri)
     cols = columns(data)
     base = resolve_baseline(cols, baseline)
@@ -235,7 +228,7 @@ def build_report(
         "experiment_id": data.experiment_id,
         "study_run_id": data.study_run_id,
         "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": portable_command(command),
+        "command": portable_text(command),
         "paper": paper,
         "latex_layout": latex_layout,
         "columns": {c.key: c.trial.run_id if c.trial else None for c in cols},

@@ -142,7 +142,10 @@ def optuna_study(data: StudyData, storage_path: str | Path | None = None):
         loaded = load_optuna_db(data, storage_path)
         if loaded is not None:
             return loaded[0], "optuna.db", loaded[1]
-        note = f"no optuna.db for '{data.name}' under {storage_path}; rebuilt from MLflow"
+        missing = not Path(storage_path).expanduser().is_dir()
+        where = f"--storage-path {storage_path} does not exist" if missing else (
+            f"no optuna.db for '{data.name}' under {storage_path}")  # fmt: skip
+        note = f"{where}; rebuilt from MLflow"
         study, notes = rebuild_from_mlflow(data)
         return study, "mlflow", [note, *notes]
     study, notes = rebuild_from_mlflow(data)

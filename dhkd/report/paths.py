@@ -30,11 +30,3 @@ def portable_path(path: str | Path, base: Path | None = None) -> str:
 def portable_text(text: str, base: Path | None = None) -> str:
     """`text` with every absolute path in it made portable (see portable_path)."""
     return ABSOLUTE.sub(lambda m: portable_path(m.group(0), base), text)
-
-
-def portable_command(command: str) -> str:
-    """portable_text of a command line, but its sqlite URIs stay as given: an absolute one
-    made relative would name another file (sqlite:/// + a path is relative to where the
-    command runs)."""
-    words = command.split(" ")
-    return " ".join(w if w.startswith("sqlite:") else portable_text(w) for w in words)

@@ -204,11 +204,6 @@ def test_read_only_commands_never_write(tmp_path, uri, capsys):
     rc, _, err = _cli(capsys, ["study", "status", "x", "--tracking-uri", f"sqlite:///{missing}"])
     assert rc == 2 and "no such tracking store" in _one_error(err)
     assert not missing.parent.exists()
-    absent, out = str(tmp_path / "absent"), str(tmp_path / "rep")
-    argv = ["report", "x", "--tracking-uri", uri, "--storage-path", absent, "--out", out]
-    rc, _, err = _cli(capsys, argv)
-    assert rc == 2 and f"--storage-path {tmp_path / 'absent'} is not a folder" in _one_error(err)
-    assert not (tmp_path / "rep").exists()
 
 
 def test_yaml_errors_are_one_line(tmp_path, synthetic_root, capsys):
@@ -308,12 +303,3 @@ def test_an_interrupted_run_reports_interrupted_trials_without_ray_hints(tmp_pat
     gone = FileNotFoundError("checkpoint_000001")
     assert not noise.filter(record("Trial %s: Error handling checkpoint %s", gone))
     assert noise.filter(record("Trial %s: Error handling checkpoint %s", ValueError("x")))
-
-
-def test_the_regenerate_command_keeps_an_absolute_sqlite_uri():
-    from dhkd.report.paths import portable_command
-
-    command = "dhkd report qs --tracking-uri sqlite:////srv/dhkd/mlflow.db --out /srv/out/qs"
-    assert portable_command(command) == (
-        "dhkd report qs --tracking-uri sqlite:////srv/dhkd/mlflow.db --out …/qs"
-    )
