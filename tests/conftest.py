@@ -27,6 +27,19 @@ def _feature_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["DHKD_FEATURE_CACHE"] = str(tmp_path_factory.mktemp("feature_cache"))
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """Each test starts with the process's torch CPU thread count: run_trial sets its context's
+    count (1 by default) and test_learning sets 1, and without this every later in-process
+    training (the real-data cookie runs among them) ran on one thread of two."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic MVTec-layout dataset, written once per session; treat it as read-only.
@@ -49,6 +62,33 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA.resolve()}")
     return SHARED_DATA.resolve()
+
+
+@pytest.fixture(scope="session")
+def cookie_root(shared_data: Path) -> Path:
+    """The real cookie category's data root (../shared/data/lookout_cookie); skips when absent."""
+    root = shared_data / "lookout_cookie"
+    if not (root / "cookie").is_dir():
+        pytest.skip(f"cookie not found under {root}")
+    return root
+
+
+def _train_on_cookie(root: Path, method: str, out: Path) -> Path:
+    """`dhkd train --data ROOT --category cookie --method METHOD --out OUT --quiet`: the
+    method's defaults (quick preset), nothing overridden; returns OUT."""
+    from dhkd.cli import main
+
+    args = ["train", "--data", str(root), "--category", "cookie", "--method", method]
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def cookie_dhkd_run(cookie_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run folder of `dhkd train` with DHKD's defaults on the real cookie category (about a
+    minute on 2 cores), trained once per session for the accuracy, predict and export tests.
+    Treat as read-only."""
+    return _train_on_cookie(cookie_root, "dhkd", tmp_path_factory.mktemp("cookie-dhkd"))
 
 
 class SmokeStudy(NamedTuple):
