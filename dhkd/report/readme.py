@@ -118,7 +118,15 @@ def _hours(compute: dict[str, float]) -> str:
 def write_readme(data: StudyData, cols: list[Column], result, meta: dict[str, Any]) -> None:
     lines = [f"# Report: study `{data.name}`", ""]
     if meta.get("command"):
-        lines += ["Regenerate with:", "", "```", meta["command"], "```", ""]
+        lines += [
+            "Regenerate with (paths are relative to the folder the report was made from; `…/`"
+            " stands for a folder outside it, elided as it names that machine):",
+            "",
+            "```",
+            meta["command"],
+            "```",
+            "",
+        ]
     lines += summary_lines(data, cols, meta)
     lines += [
         "",

@@ -44,3 +44,4 @@ def test_generated_report_has_no_absolute_paths(fake_study, tmp_path):
         assert str(tmp_path) not in path.read_text()
     readme = (out / "README.md").read_text()
     assert "--tracking-uri sqlite:///…/mlflow.db" in readme
+    assert "paths are relative to the folder the report was made from" in readme
