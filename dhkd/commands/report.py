@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,6 +63,13 @@ def run(args: argparse.Namespace) -> int:
         study_files.append(Path(uri.removeprefix("sqlite:///")))
     require_writable_dir(out, "--out")
     require_not_input(out, study_files, "--out")
+    if args.storage_path and not Path(args.storage_path).is_dir():
+        print(
+            f"warning: --storage-path {args.storage_path} is not a folder: the report rebuilds "
+            "the Optuna study from MLflow; pass the study run's --storage-path to read its "
+            "optuna.db",
+            file=sys.stderr,
+        )
     parts = ["dhkd", "report", args.study]
     for flag, value in (
         ("--tracking-uri", args.tracking_uri),

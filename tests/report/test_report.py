@@ -152,3 +152,15 @@ def test_a_search_without_categorical_scientific_reports_its_best_trial(tmp_path
     assert not table.comparisons
     names = {p.name for p in result.figures}
     assert {"param_noise.sigma.png", "importances.png", "parallel.png"} <= names
+
+
+@pytest.mark.slow
+def test_a_storage_path_that_is_not_a_folder_is_said_on_the_console(fake_study, tmp_path, capsys):
+    uri, name, _ = fake_study
+    missing = tmp_path / "no-such-ray"
+    args = ["report", name, "--tracking-uri", uri, "--out", str(tmp_path / "out"), "--no-log",
+            "--storage-path", str(missing)]  # fmt: skip
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert f"warning: --storage-path {missing} is not a folder" in err
+    assert "rebuilds the Optuna study from MLflow" in err
