@@ -110,6 +110,7 @@ def test_clear_errors(trained, tmp_path):
     assert code == 2
 
 
+@pytest.mark.slow
 def test_export_onnx_agrees_with_pytorch_on_test_images(trained, synthetic_root, tmp_path):
     ort = pytest.importorskip("onnxruntime", reason="the [export] extra is not installed")
 
@@ -155,6 +156,7 @@ def test_a_model_that_cannot_be_traced_is_a_clear_error(trained, tmp_path, monke
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.slow
 def test_a_graph_that_is_not_the_trained_pipeline_is_removed(trained, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime", reason="the [export] extra is not installed")
     from dhkd.errors import DhkdError

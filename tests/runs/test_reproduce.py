@@ -27,6 +27,7 @@ def _train(data: Path, out: Path) -> None:
     assert main([*args, "--set", "optim.epochs=2", "--out", str(out), "--quiet"]) == 0
 
 
+@pytest.mark.slow
 def test_a_train_folder_reproduces_exactly_until_a_training_image_changes(data, tmp_path, capsys):
     _train(data, tmp_path / "run")
     fp = json.loads((tmp_path / "run" / "fingerprint.json").read_text())
@@ -47,6 +48,7 @@ def test_a_train_folder_reproduces_exactly_until_a_training_image_changes(data, 
     assert "data changed: category widget" in text
 
 
+@pytest.mark.slow
 def test_reproduce_computes_features_with_the_threads_of_the_logged_run(
     data, tmp_path, capsys, monkeypatch
 ):
