@@ -4,6 +4,7 @@ fingerprint and dataset inputs as a trial's."""
 
 from __future__ import annotations
 
+import pytest
 from study_helpers import mlflow_runs
 
 from dhkd.study.design.spec import parse_spec
@@ -41,6 +42,7 @@ def test_the_reference_shares_the_protocol_and_the_shared_settings(synthetic_roo
     assert measure_reference(_spec(synthetic_root, reference=None), None, None, "", True) is None
 
 
+@pytest.mark.slow
 def test_measured_once_and_logged_once_as_its_own_run(synthetic_root, tmp_path, tracking_uri):
     spec = _spec(synthetic_root)
     paths = StudyPaths(tmp_path / "ray", spec.name)

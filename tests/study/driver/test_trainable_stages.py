@@ -79,6 +79,7 @@ def _stop_in_first_student_epoch(cfg, data_root, units, *, callback=None, **kwar
     return fit_units(cfg, data_root, units, callback=stop, **kwargs)
 
 
+@pytest.mark.slow
 def test_resumed_trial_does_not_train_its_teacher_again(
     synthetic_root, tmp_path, fake_tune, monkeypatch
 ):
