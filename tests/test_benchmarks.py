@@ -37,6 +37,7 @@ def test_bench_metrics_smallest(tmp_path):
     assert result["abs_diff"] <= 1e-6 and 0.0 <= result["pixel_aupro"] <= 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", method_names())
 def test_bench_train_smallest(tmp_path, method):
     out = tmp_path / f"train_{method}.json"

@@ -20,6 +20,7 @@ from dhkd.errors import DhkdError
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_study_check_lists_every_spec(capsys):
     """Every spec is valid; one whose data is not on this machine (the paper studies read all of
     MVTec AD) is refused by the data check, which names what is missing."""

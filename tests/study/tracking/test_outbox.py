@@ -46,6 +46,7 @@ def _no_http_retries(monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
 
 
+@pytest.mark.slow
 def test_sync_in_a_loop_while_the_driver_appends_loses_nothing(tmp_path, tracking_uri):
     storage = tmp_path / "ray"
     paths = StudyPaths(storage, "s")

@@ -87,6 +87,7 @@ def test_a_smoke_study_trial_reproduces_exactly(quickstart_smoke, tmp_path):
     assert line in (report / "README.md").read_text() and kept > 0
 
 
+@pytest.mark.slow
 def test_a_pruned_trial_keeps_its_last_snapshot_when_the_spec_asks(data, tmp_path):
     from types import SimpleNamespace
 
