@@ -1,6 +1,7 @@
-"""Acceptance on MVTec AD bottle: `dhkd predict` with the checkpoint of `dhkd train` writes the
-test scores behind metrics.json (scores_bottle_s0.csv), its decisions at the stored threshold
-give metrics.json's test F1, and the ONNX export agrees with PyTorch on test images."""
+"""Acceptance on the real cookie category: `dhkd predict` with the checkpoint of `dhkd train`
+(DHKD's defaults: the session's run that the accuracy test also checks) writes the test scores
+behind metrics.json (scores_cookie_s0.csv), its decisions at the stored threshold give
+metrics.json's test F1, and the ONNX export agrees with PyTorch on test images."""
 
 from __future__ import annotations
 
@@ -18,23 +19,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 
 
 @pytest.fixture(scope="module")
-def bottle(shared_data, tmp_path_factory):
-    root = shared_data / "mvtec_ad"
-    if not (root / "bottle").is_dir():
-        pytest.skip(f"MVTec AD bottle not found under {root}")
-    out = tmp_path_factory.mktemp("bottle")
-    args = ["train", "--data", str(root), "--category", "bottle", "--out", str(out), "--quiet"]
-    assert main([*args, "--set", "teacher.epochs=1", "--set", "optim.epochs=2"]) == 0
-    return root, out
+def cookie(cookie_root, cookie_dhkd_run):
+    """(data root, run folder) of the session's DHKD run on cookie (tests/conftest.py)."""
+    return cookie_root, cookie_dhkd_run
 
 
-def test_predict_writes_the_scores_and_f1_of_metrics_json(bottle, tmp_path):
-    root, run = bottle
+def test_predict_writes_the_scores_and_f1_of_metrics_json(cookie, tmp_path):
+    root, run = cookie
     out = tmp_path / "pred"
-    test = root / "bottle" / "test"
+    test = root / "cookie" / "test"
     assert main(["predict", "--checkpoint", str(run / "checkpoint.pt"), str(test),
                  "--out", str(out), "--quiet"]) == 0  # fmt: skip
-    with open(run / "scores_bottle_s0.csv") as f:
+    with open(run / "scores_cookie_s0.csv") as f:
         trained = {r["path"]: (int(r["label"]), float(r["score"])) for r in csv.DictReader(f)}
     with open(out / "predictions.csv") as f:
         predicted = {r["path"]: r for r in csv.DictReader(f)}
@@ -54,7 +50,7 @@ def test_predict_writes_the_scores_and_f1_of_metrics_json(bottle, tmp_path):
     )
 
 
-def test_onnx_export_maps_agree_with_pytorch_on_test_images(bottle, tmp_path):
+def test_onnx_export_maps_agree_with_pytorch_on_test_images(cookie, tmp_path):
     """onnxruntime vs the same float32 graph in PyTorch within 1e-4 on every test image; vs
     `dhkd predict` (float16 features, as the run's metrics) maps and scores stay within 1%."""
     ort = pytest.importorskip("onnxruntime", reason="the [export] extra is not installed")
@@ -64,9 +60,9 @@ def test_onnx_export_maps_agree_with_pytorch_on_test_images(bottle, tmp_path):
     from dhkd.export import ImageToScore
     from dhkd.inference import Predictor
 
-    root, run = bottle
-    model = tmp_path / "bottle.onnx"
-    test = root / "bottle" / "test"
+    root, run = cookie
+    model = tmp_path / "cookie.onnx"
+    test = root / "cookie" / "test"
     files = sorted(test.rglob("*.png"))
     assert main(["export", "--checkpoint", str(run / "checkpoint.pt"), "--out", str(model),
                  "--check-images", *map(str, files[::20])]) == 0  # fmt: skip
