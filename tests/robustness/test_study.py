@@ -118,6 +118,7 @@ def _trial_runs(uri: str, name: str) -> dict[int, object]:
     return {int(r.data.tags["optuna_trial_number"]): r for r in runs}
 
 
+@pytest.mark.slow
 def test_failed_trials_are_retried_with_their_identities(tmp_path, uri, ray_up, fake_fit, capsys):
     spec, storage = _spec(tmp_path, "retry"), tmp_path / "ray"
     run = ["study", "run", str(spec), "--storage-path", str(storage), "--tracking-uri", uri,
@@ -147,6 +148,7 @@ def test_failed_trials_are_retried_with_their_identities(tmp_path, uri, ray_up, 
     assert after.data.tags["mlflow.note.content"].startswith("COMPLETE")
 
 
+@pytest.mark.slow
 def test_a_study_whose_trials_all_fail_exits_1(tmp_path, uri, ray_up, fake_fit, capsys):
     spec = _spec(tmp_path, "allfail", values=(0.99,))
     fake_fit["fit"] = make_fake_fit(tmp_path / "marks", fail_sigma=0.99)
@@ -155,6 +157,7 @@ def test_a_study_whose_trials_all_fail_exits_1(tmp_path, uri, ray_up, fake_fit, 
     assert rc == 1 and "1 FAILED" in out and "--retry-failed" in out
 
 
+@pytest.mark.slow
 def test_a_refused_study_leaves_nothing_behind(tmp_path, uri, ray_up, fake_fit, capsys):
     storage = tmp_path / "ray"
     big = _spec(tmp_path, "refused", values=(0.1,), resources={"cpu": 512, "gpu": 0})
@@ -177,6 +180,7 @@ def test_a_refused_study_leaves_nothing_behind(tmp_path, uri, ray_up, fake_fit, 
     assert f"or delete {storage / 'refused'} to start" in err
 
 
+@pytest.mark.slow
 def test_one_study_name_is_one_study(tmp_path, uri, ray_up, fake_fit, capsys):
     first, second = tmp_path / "ray-a", tmp_path / "ray-b"
     fake_fit["fit"] = make_fake_fit(tmp_path / "marks")
