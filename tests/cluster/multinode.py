@@ -78,16 +78,26 @@ def signal_session(sid: int, sig: int) -> int:
 def stop_session(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
     """SIGTERM every process of the session `proc` leads (started with start_new_session),
     then SIGKILL what is left after `grace` seconds."""
-    if proc is None:
-        return
-    signal_session(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
+    stop_sessions([proc], grace)
+
+
+def stop_sessions(procs: list[subprocess.Popen | None], grace: float = 10.0) -> None:
+    """stop_session for several sessions at once: all get SIGTERM together and share the
+    `grace` seconds (then 3 s for the rest of each session), so they stop in parallel."""
+    procs = [p for p in procs if p is not None]
+    for proc in procs:
+        signal_session(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
     with contextlib.suppress(TimeoutError):
-        wait_for(lambda: not session_pids(proc.pid), 3, "session exit", step=0.2)
-    signal_session(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
+        wait_for(lambda: not any(session_pids(p.pid) for p in procs), 3, "session exit", step=0.2)
+    for proc in procs:
+        signal_session(proc.pid, signal.SIGKILL)
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------
@@ -254,7 +264,8 @@ class RayCluster:
         proc.wait(timeout=10)
         return killed
 
-    def shutdown(self) -> None:
-        for name in [n for n in self.nodes if n != "head_node"] + ["head_node"]:
-            stop_session(self.nodes.pop(name, None), grace=5)
+    def shutdown(self, *others: subprocess.Popen | None) -> None:
+        """Stop every node, and the `others` (e.g. the MLflow server), all at once."""
+        stop_sessions([*self.nodes.values(), *others], grace=5)
+        self.nodes.clear()
         shutil.rmtree(self.temp, ignore_errors=True)

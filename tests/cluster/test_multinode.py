@@ -66,8 +66,8 @@ def stack(tmp_path_factory):
         server.wait()
         yield Stack(root, server, cluster, cluster.alive())
     finally:
-        cluster.shutdown()
-        server.stop()
+        cluster.shutdown(server.proc)  # the nodes and the server stop together
+        server.proc = None
         drop_database(db)
 
 
