@@ -15,14 +15,14 @@ from dhkd.errors import DhkdError
 from dhkd.runs.layout import RunFolder
 
 
-def _existing_ancestor(path: Path) -> Path:
+def existing_ancestor(path: Path) -> Path:
     """The path itself or its nearest ancestor that exists (a dangling link counts as absent)."""
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
 
 
-def _writable_folder(folder: Path) -> bool:
+def writable_folder(folder: Path) -> bool:
     """Whether a file can be created in the existing folder (tried, as permissions do not
     tell for root or a read-only file system)."""
     try:
@@ -39,12 +39,12 @@ def require_writable_dir(path: str | Path, what: str) -> Path:
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise DhkdError(f"{what} {path} is a file, not a folder; pass a folder path")
-    base = _existing_ancestor(path.absolute())
+    base = existing_ancestor(path.absolute())
     if not base.is_dir():
         raise DhkdError(
             f"{what} {path} cannot be created: {base} is a file, not a folder; pass a folder path"
         )
-    if not _writable_folder(base):
+    if not writable_folder(base):
         raise DhkdError(f"{what} {path} is not writable ({base}); pass a folder you can write to")
     return path
 
@@ -56,13 +56,13 @@ def require_writable_file(path: str | Path, what: str) -> Path:
         raise DhkdError(f"{what} {path} is a folder, not a file; pass a file path")
     if path.exists() and not os.access(path, os.W_OK):
         raise DhkdError(f"{what} {path} is not writable; pass a file you can write to")
-    base = _existing_ancestor(path.absolute().parent)
+    base = existing_ancestor(path.absolute().parent)
     if not base.is_dir():
         raise DhkdError(
             f"{what} {path} cannot be created: {base} is a file, not a folder; pass a file path "
             "in a folder"
         )
-    if not _writable_folder(base):
+    if not writable_folder(base):
         raise DhkdError(f"{what} {path} is not writable ({base}); pass a file you can write to")
     return path
 

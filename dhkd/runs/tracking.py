@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from dhkd.errors import DhkdError
+from dhkd.runs.paths import existing_ancestor, writable_folder
 
 DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
 
@@ -49,13 +50,8 @@ def check_sqlite(path: Path, create: bool) -> None:
             )
     if not create:
         return
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    writable = os.access(folder, os.W_OK | os.X_OK) and (
-        not path.exists() or os.access(path, os.W_OK)
-    )
-    if not writable:
+    folder = existing_ancestor(path.parent)
+    if not writable_folder(folder) or (path.exists() and not os.access(path, os.W_OK)):
         raise DhkdError(
             f"the tracking store {path} cannot be written ({folder} is not writable); pass "
             "--tracking-uri sqlite:///PATH/mlflow.db in a writable folder"
