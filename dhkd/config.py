@@ -163,9 +163,13 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def read_yaml(path: Path) -> Any:
-    """yaml.safe_load of a file, but a duplicated key or malformed YAML is a one-line
-    ConfigError naming the file, line and column."""
+def read_yaml(path: Path, what: str, fix: str) -> Any:
+    """yaml.safe_load of a file, but a path that is not a file (`what` names the role, `fix`
+    says what to pass), a duplicated key or malformed YAML is a one-line ConfigError naming
+    the file (with line and column)."""
+    if not path.is_file():
+        problem = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"{what} {path} {problem}; {fix}")
     try:
         return yaml.load(path.read_text(), Loader=UniqueKeyLoader)
     except yaml.YAMLError as exc:
@@ -179,10 +183,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     """A YAML config file; a whole stored run config (every shared key present) may hold the
     sections of other methods, as configs stored before runs kept only their own: they are
     dropped."""
-    if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "does not exist"
-        raise ConfigError(f"config file {path} {what}; pass a YAML file of config sections")
-    loaded = read_yaml(path) or {}
+    loaded = read_yaml(path, "config file", "pass a YAML file of config sections") or {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections")
     if all(k in loaded for k in SHARED_KEYS):

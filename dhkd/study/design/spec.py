@@ -352,13 +352,10 @@ def parse_spec(tree: Any, source: str = "<spec>", base_dir: str | Path = ".") ->
 
 def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a study file; relative data roots resolve against its folder's parent."""
-    path = Path(path)
-    if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "does not exist"
-        raise ConfigError(f"study spec {path} {what}; pass a study YAML file")
     from dhkd.config import read_yaml
 
-    tree = read_yaml(path)
+    path = Path(path)
+    tree = read_yaml(path, "study spec", "pass a study YAML file")
     return parse_spec(tree, source=str(path), base_dir=path.resolve().parent.parent)
 
 
