@@ -155,3 +155,14 @@ def quickstart_report(quickstart_smoke: SmokeStudy, tmp_path_factory: pytest.Tem
             "--storage-path", str(study.storage)]  # fmt: skip
     assert main(args) == 0
     return study, out
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, empty MLflow sqlite file, made once per session (that takes seconds): copy it
+    (shutil.copy) for a fresh tracking store; never write to it."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path

@@ -4,35 +4,24 @@ session through the platform's Tracker) and fresh copies of an empty store."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
 from .report_helpers import default_trials, write_study
 
 
-@pytest.fixture(scope="session")
-def empty_store(tmp_path_factory) -> Path:
-    """A migrated, empty MLflow sqlite file to copy (creating one takes seconds)."""
-    from mlflow.tracking import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow-empty") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
-def fresh_uri(tmp_path, empty_store) -> str:
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
+def fresh_uri(tmp_path, mlflow_template) -> str:
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 @pytest.fixture(scope="session")
-def fake_study(tmp_path_factory, empty_store):
+def fake_study(tmp_path_factory, mlflow_template):
     """(uri, name, trials) of a finished noise-level ablation: 4 categories x 2 seeds, trials
     see report_helpers.default_trials. Treat as read-only (report with log_artifacts=False)."""
     tmp = tmp_path_factory.mktemp("fake-study")
-    shutil.copy(empty_store, tmp / "mlflow.db")
+    shutil.copy(mlflow_template, tmp / "mlflow.db")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     trials = default_trials()
     name = write_study(tmp, uri, trials)

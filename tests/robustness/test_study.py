@@ -38,18 +38,9 @@ def ray_up():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def mlflow_db(tmp_path_factory) -> Path:
-    from mlflow.tracking import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
-def uri(tmp_path, mlflow_db) -> str:
-    shutil.copy(mlflow_db, tmp_path / "mlflow.db")
+def uri(tmp_path, mlflow_template) -> str:
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 

@@ -22,15 +22,6 @@ def ray_local():
     ray.shutdown()
 
 
-@pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory) -> Path:
-    from mlflow.tracking import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
 def tracking_uri(tmp_path, mlflow_template) -> str:
     shutil.copy(mlflow_template, tmp_path / "mlflow.db")
