@@ -107,11 +107,20 @@ class OptimConfig(Section):
 class ThresholdConfig(Section):
     """How the good/defective threshold stored with the weights is chosen (dhkd/threshold.py)."""
 
-    mode: Literal["f1_max", "fpr"] = Field(
-        "f1_max", description="f1_max: best F1 on the validation images; fpr: target_fpr"
+    mode: Literal["f1_max", "fpr", "good_sigma"] = Field(
+        "f1_max",
+        description="f1_max: best F1 on the validation images; fpr: target_fpr; good_sigma: "
+        "mean + sigmas x standard deviation of the good validation images' scores",
     )
     target_fpr: float = Field(
         0.05, gt=0, lt=1, description="mode fpr: largest share of good images called defective"
+    )
+    sigmas: float = Field(
+        3.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="mode good_sigma: standard deviations (ddof 1) of the good validation images' "
+        "scores above their mean; needs at least 2 good validation images",
     )
 
 

@@ -1,16 +1,19 @@
 """The good/defective threshold on image scores, chosen at training time (config `threshold`).
 
-Two modes: `f1_max` takes the score that maximises F1 on the labelled selection images;
-`fpr` takes the lowest score that calls at most `target_fpr` of the good ones defective. An
-image is defective when its score is >= the threshold. The threshold, how it was chosen and on
+Three modes: `f1_max` takes the score that maximises F1 on the labelled selection images;
+`fpr` takes the lowest score that calls at most `target_fpr` of the good ones defective;
+`good_sigma` takes mean + `sigmas` x standard deviation of the good ones' scores. An image is
+defective when its score is >= the threshold. The threshold, how it was chosen and on
 which images (`source`) are stored with the weights (dhkd/weights.py), so `dhkd predict`
-decides exactly as the numbers written at training time.
+decides exactly as the numbers written at training time. `measures` says how well a threshold
+separates labelled scores (precision, recall, false-alarm rate, balanced accuracy and its share
+of the best any threshold reaches on them).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 
 import numpy as np
 
@@ -21,19 +24,22 @@ from dhkd.sections import ThresholdConfig
 @dataclass(frozen=True)
 class Threshold:
     value: float
-    mode: str  # "f1_max" | "fpr"
+    mode: str  # "f1_max" | "fpr" | "good_sigma"
     target_fpr: float | None  # mode fpr only
     source: str  # which images chose it, e.g. "test" or "validation"
     f1: float  # F1 of the decisions at `value` on those images
     fpr: float  # share of their good images called defective
     recall: float  # share of their defective images called defective
+    sigmas: float | None = None  # mode good_sigma only; absent from weights older than it
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> Threshold:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        """The stored dict; a field with a default may be missing (older weights)."""
+        fields = cls.__dataclass_fields__.items()
+        return cls(**{k: data[k] for k, f in fields if k in data or f.default is MISSING})
 
 
 def decisions(scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -41,13 +47,18 @@ def decisions(scores: np.ndarray, threshold: float) -> np.ndarray:
     return (np.asarray(scores, dtype=np.float64) >= threshold).astype(np.int64)
 
 
-def rates(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
-    """F1, false-positive rate and recall of the decisions at `threshold`."""
+def _counts(scores: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[int, ...]:
+    """(true positives, false positives, defective images, good images) at `threshold`."""
     pred = decisions(scores, threshold)
     labels = np.asarray(labels)
     tp = int(((pred == 1) & (labels == 1)).sum())
     fp = int(((pred == 1) & (labels == 0)).sum())
-    n_def, n_good = int((labels == 1).sum()), int((labels == 0).sum())
+    return tp, fp, int((labels == 1).sum()), int((labels == 0).sum())
+
+
+def rates(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    """F1, false-positive rate and recall of the decisions at `threshold`."""
+    tp, fp, n_def, n_good = _counts(scores, labels, threshold)
     return {
         "f1": 2.0 * tp / (tp + fp + n_def) if tp + fp + n_def else 0.0,
         "fpr": fp / n_good if n_good else 0.0,
@@ -65,6 +76,41 @@ def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     if not set(np.unique(labels).tolist()) <= {0, 1}:
         raise DataError("threshold labels must be 0 (good) or 1 (defective)")
     return scores, labels
+
+
+def _best_ba(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The highest balanced accuracy of any threshold on scores of both classes: every distinct
+    score and one above the maximum (which calls every image good: 0.5) are tried."""
+    good, bad = np.sort(scores[labels == 0]), np.sort(scores[labels == 1])
+    cuts = np.append(np.unique(scores), np.nextafter(scores.max(), np.inf))
+    recall = (bad.size - np.searchsorted(bad, cuts, side="left")) / bad.size
+    fpr = (good.size - np.searchsorted(good, cuts, side="left")) / good.size
+    return float(((recall + 1.0 - fpr) / 2.0).max())
+
+
+def measures(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    """How the decisions at `threshold` fare on labelled scores (1 = defective): precision
+    (0 when nothing is called defective), recall, fpr (false-alarm rate: share of good images
+    called defective), ba (balanced accuracy, (recall + 1 - fpr) / 2), best_ba (that of the
+    best threshold on the same scores) and ba_ratio = ba / best_ba. Needs both classes."""
+    scores, labels = _check(scores, labels)
+    if not (labels == 0).any() or not (labels == 1).any():
+        raise DataError(
+            "threshold measures need good and defective images: balanced accuracy weighs the "
+            "two equally; score images of both kinds"
+        )
+    tp, fp, n_def, n_good = _counts(scores, labels, threshold)
+    recall, fpr = tp / n_def, fp / n_good
+    ba = (recall + 1.0 - fpr) / 2.0
+    best = _best_ba(scores, labels)
+    return {
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "recall": recall,
+        "fpr": fpr,
+        "ba": ba,
+        "best_ba": best,
+        "ba_ratio": ba / best,
+    }
 
 
 def _f1_max_value(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -92,14 +138,29 @@ def _fpr_value(scores: np.ndarray, labels: np.ndarray, target: float) -> float:
     return float(value)
 
 
+def _good_sigma_value(scores: np.ndarray, labels: np.ndarray, sigmas: float) -> float:
+    good = scores[labels == 0]
+    if good.size < 2:
+        raise DataError(
+            f"threshold mode good_sigma needs at least 2 good images among the selection images "
+            f"to measure the spread of their scores, found {good.size}; add good images or use "
+            "threshold.mode=fpr or f1_max"
+        )
+    return float(good.mean() + sigmas * good.std(ddof=1))
+
+
 def choose_threshold(
     scores: np.ndarray, labels: np.ndarray, cfg: ThresholdConfig, source: str
 ) -> Threshold:
     """The threshold of `cfg.mode` on labelled image scores (1 = defective)."""
     scores, labels = _check(scores, labels)
+    target = cfg.target_fpr if cfg.mode == "fpr" else None
+    sigmas = cfg.sigmas if cfg.mode == "good_sigma" else None
     if cfg.mode == "f1_max":
-        value, target = _f1_max_value(scores, labels), None
+        value = _f1_max_value(scores, labels)
+    elif cfg.mode == "fpr":
+        value = _fpr_value(scores, labels, cfg.target_fpr)
     else:
-        value, target = _fpr_value(scores, labels, cfg.target_fpr), cfg.target_fpr
+        value = _good_sigma_value(scores, labels, cfg.sigmas)
     r = rates(scores, labels, value)
-    return Threshold(value, cfg.mode, target, source, r["f1"], r["fpr"], r["recall"])
+    return Threshold(value, cfg.mode, target, source, r["f1"], r["fpr"], r["recall"], sigmas)
