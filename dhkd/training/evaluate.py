@@ -1,5 +1,6 @@
 """Evaluating the units of a run: metrics of their maps on an evaluated split, the means over
-units and per category, the thresholds chosen on the validation images and their F1."""
+units and per category, the thresholds chosen on the validation images and how they decide
+(F1, precision, recall, false-alarm rate, balanced accuracy) on those and on the test images."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from dhkd.config import TrainConfig
 from dhkd.data.selection import protocol_label
 from dhkd.features import CachedSplit
 from dhkd.metrics import evaluate_maps
-from dhkd.threshold import choose_threshold, rates
+from dhkd.threshold import choose_threshold, measures, rates
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
+# threshold.measures logged per unit and summarised as "<split>threshold_<name>"
+THRESHOLD_MEASURES = ("precision", "recall", "fpr", "ba", "ba_ratio")
+DECISION_METRICS = ("image_f1", *(f"threshold_{m}" for m in THRESHOLD_MEASURES))
 VAL, TEST = "val/", "test/"  # key prefixes: validation (every evaluation) and test (once)
 
 Maps = dict[str, tuple[np.ndarray, np.ndarray]]  # unit name -> (image scores, anomaly maps)
@@ -23,7 +27,7 @@ Maps = dict[str, tuple[np.ndarray, np.ndarray]]  # unit name -> (image scores, a
 class Evaluation(NamedTuple):
     rows: list[dict]  # per unit: test metrics, "val" metrics, timings, threshold, map_range
     maps: Maps  # the test images'
-    metrics: dict[str, float]  # "val/..." and "test/..." means (summarise, summarise_f1)
+    metrics: dict[str, float]  # "val/..." and "test/..." means (summarise, summarise_decisions)
 
 
 def summarise(per_unit: list[dict], prefix: str) -> dict[str, float]:
@@ -73,7 +77,7 @@ def evaluate_run(
     test: dict[str, CachedSplit],
 ) -> Evaluation:
     """The trained units on the test images (under protocol `test`, the validation pass is
-    the test pass), with their last validation results, thresholds and F1."""
+    the test pass), with their last validation results, thresholds and how these decide."""
     if cfg.selection.protocol == "test":
         test_rows, test_maps = val_rows, val_maps
     else:
@@ -89,13 +93,15 @@ def evaluate_run(
         for unit, t, v in zip(trainers, test_rows, val_rows, strict=True)
     ]
     add_thresholds(cfg, trainers, rows, validation, val_maps, test, test_maps)
-    metrics = {**summarise(val_rows, VAL), **summarise(test_rows, TEST), **summarise_f1(rows)}
+    metrics = {**summarise(val_rows, VAL), **summarise(test_rows, TEST)}
+    metrics |= summarise_decisions(rows)
     return Evaluation(rows, test_maps, metrics)
 
 
 def add_thresholds(cfg: TrainConfig, trainers, rows, validation, val_maps, test, test_maps):
-    """Per unit: the threshold of cfg.threshold chosen on its validation images (with their
-    F1) and the F1 of that threshold on the test images; the map range of the validation maps."""
+    """Per unit: the threshold of cfg.threshold chosen on its validation images, its F1 and
+    threshold.measures on those ("val") and on the test images (top level, "threshold_<name>");
+    the map range of the validation maps."""
     source = "test" if cfg.selection.protocol == "test" else "validation"
     for unit, row in zip(trainers, rows, strict=True):
         scores, maps = val_maps[unit.name]
@@ -103,20 +109,27 @@ def add_thresholds(cfg: TrainConfig, trainers, rows, validation, val_maps, test,
         chosen = choose_threshold(scores, labels, cfg.threshold, source)
         row["threshold"] = chosen.to_dict()
         row["val"]["image_f1"] = chosen.f1
-        test_scores = test_maps[unit.name][0]
-        row["image_f1"] = rates(test_scores, test[unit.category].labels, chosen.value)["f1"]
+        test_scores, test_labels = test_maps[unit.name][0], test[unit.category].labels
+        row["image_f1"] = rates(test_scores, test_labels, chosen.value)["f1"]
+        on_val = measures(scores, labels, chosen.value)
+        on_test = measures(test_scores, test_labels, chosen.value)
+        for name in THRESHOLD_MEASURES:
+            row["val"][f"threshold_{name}"] = on_val[name]
+            row[f"threshold_{name}"] = on_test[name]
         row["map_range"] = [float(maps.min()), float(maps.max())]
 
 
-def summarise_f1(rows: list[dict]) -> dict[str, float]:
-    """Mean F1 at the stored thresholds on the validation and the test images, overall and per
-    category."""
-    out = {}
-    for prefix, get in ((VAL, lambda r: r["val"]["image_f1"]), (TEST, lambda r: r["image_f1"])):
-        out[f"{prefix}image_f1"] = float(np.mean([get(r) for r in rows]))
-        for cat in dict.fromkeys(r["category"] for r in rows):
-            vals = [get(r) for r in rows if r["category"] == cat]
-            out[f"{prefix}{cat}/image_f1"] = float(np.mean(vals))
+def summarise_decisions(rows: list[dict]) -> dict[str, float]:
+    """Means of DECISION_METRICS (the stored thresholds' F1 and measures) on the validation and
+    the test images, over all units ("<prefix><metric>") and per category
+    ("<prefix><category>/<metric>")."""
+    out: dict[str, float] = {}
+    for prefix, part in ((VAL, lambda r: r["val"]), (TEST, lambda r: r)):
+        for metric in DECISION_METRICS:
+            out[f"{prefix}{metric}"] = float(np.mean([part(r)[metric] for r in rows]))
+            for cat in dict.fromkeys(r["category"] for r in rows):
+                vals = [part(r)[metric] for r in rows if r["category"] == cat]
+                out[f"{prefix}{cat}/{metric}"] = float(np.mean(vals))
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import math
@@ -17,9 +18,19 @@ from dhkd.errors import ConfigError, DataError, TrainingError
 from dhkd.features import CachedSplit, FeatureCache
 from dhkd.methods.base import batches, epoch_lr
 from dhkd.methods.registry import make_unit
+from dhkd.runs.layout import RunFolder
+from dhkd.threshold import measures
+from dhkd.training.evaluate import THRESHOLD_MEASURES
 from dhkd.training.fit import fit, fit_units
 
 METRIC_KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro")
+
+
+def _test_scores(path):
+    """(scores, labels) of a scores_<category>_s<seed>.csv of a run folder."""
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return np.array([float(r["score"]) for r in rows]), np.array([int(r["label"]) for r in rows])
 
 
 @pytest.fixture
@@ -53,9 +64,28 @@ def test_fit_units_reports_each_epoch_and_means(synthetic_root, cache, tmp_path)
         val = [u["val"][key] for u in result.units]
         assert m[f"val/{key}"] == pytest.approx(sum(val) / 3)
         assert m[f"val/{key}"] == pytest.approx(reports[-1].metrics[f"val/{key}"])
+    for name in ("image_f1", *(f"threshold_{t}" for t in THRESHOLD_MEASURES)):
+        assert m[f"test/{name}"] == pytest.approx(sum(u[name] for u in result.units) / 3)
+        assert m[f"val/{name}"] == pytest.approx(sum(u["val"][name] for u in result.units) / 3)
+        widget = [u[name] for u in result.units if u["category"] == "widget"]
+        assert m[f"test/widget/{name}"] == pytest.approx(sum(widget) / 2)
+        assert f"val/stripes/{name}" in m and 0.0 <= m[f"test/{name}"] <= 1.0
     out = tmp_path / "out"
+    for u in result.units:  # the stored threshold on the test images of its unit
+        scores, labels = _test_scores(RunFolder(out).scores(u["category"], u["seed"]))
+        on_test = measures(scores, labels, u["threshold"]["value"])
+        assert {t: u[f"threshold_{t}"] for t in THRESHOLD_MEASURES} == pytest.approx(
+            {t: on_test[t] for t in THRESHOLD_MEASURES}
+        )
+        chosen = u["threshold"]  # and on the validation images that chose it
+        assert (u["val"]["threshold_recall"], u["val"]["threshold_fpr"]) == (
+            chosen["recall"],
+            chosen["fpr"],
+        )
     written = json.loads((out / "metrics.json").read_text())
     assert written["test/pixel_aupro"] == m["test/pixel_aupro"]
+    assert written["test/threshold_ba_ratio"] == m["test/threshold_ba_ratio"]
+    assert written["val/widget/threshold_recall"] == m["val/widget/threshold_recall"]
     assert written["selection"]["protocol"] == "synthetic"
     assert (out / "maps_widget_s1.png").stat().st_size > 1000
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
