@@ -24,7 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "size, RGB or gray) with trained weights. Writes OUT/overlays/<name>.png (map over "
         "the image), OUT/maps/<name>.npy (raw map at the run's input size) and "
         "OUT/predictions.csv / .json (score, decision at the threshold stored with the "
-        "weights). A file that cannot be read is listed there with its error; the rest go on.",
+        "weights). A file that cannot be read is listed there with its error; the rest go on. "
+        "When every folder given is a test folder in MVTec layout (good/ and one sub-folder per "
+        "defect type), the labels are known and the stored threshold's precision, recall, "
+        "false-alarm rate and balanced accuracy on them are printed and written to "
+        "predictions.json.",
     )
     add_weights_source(p)
     p.add_argument("images", nargs="+", metavar="IMAGES", help="image files or folders")
@@ -48,11 +52,32 @@ def load_predictor(args: argparse.Namespace, workdir: str):
     )
 
 
+def labels_line(summary: dict) -> str:
+    """One line on the stored threshold against known labels (runs.predict.threshold_on_labels)."""
+    if summary["labels"] == "unknown":
+        return (
+            "labels unknown: to measure the stored threshold, pass test folders in MVTec layout "
+            "(good/ and one sub-folder per defect type)"
+        )
+    head = (
+        f"labels known ({summary['layout']}): {summary['n_good']} good, "
+        f"{summary['n_defective']} defective"
+    )
+    if "note" in summary:
+        return f"{head}; {summary['note']}"
+    return (
+        f"{head}; at the stored threshold precision {summary['precision']:.3f}, recall "
+        f"{summary['recall']:.3f}, false-alarm rate {summary['fpr']:.3f}, balanced accuracy "
+        f"{summary['ba']:.3f} = {summary['ba_ratio']:.3f} of the best threshold's "
+        f"({summary['best_ba']:.3f})"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
     from dhkd.runs.paths import require_not_input, require_outside, require_writable_dir
-    from dhkd.runs.predict import OUTPUTS, predict_files
+    from dhkd.runs.predict import OUTPUTS, predict_files, threshold_on_labels
 
     out = require_writable_dir(args.out, "--out")
     inputs = [*args.images, *([args.checkpoint] if args.checkpoint else [])]
@@ -73,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         f"{len(results) - len(bad)} images scored, {defective} defective at {rule}; "
         f"wrote {args.out}/predictions.csv, predictions.json, overlays/, maps/"
     )
+    print(labels_line(threshold_on_labels(results, t)))
     for p in bad:
         print(f"could not read {p.path}: {p.error}")
     return 1 if bad else 0

@@ -6,6 +6,12 @@ OUT/predictions.csv|json  per file: score, decision at the stored threshold, or 
 Folders are searched recursively for png/jpg/jpeg/bmp files; <name> keeps the path below the
 folder given, so test/good/000.png and test/crack/000.png do not collide. A file that cannot
 be read is listed with its error and the others go on.
+
+When every input is a test folder in MVTec layout (a `good` sub-folder, one sub-folder per
+defect type, the images directly in them), the labels are known (good/ = good, any other
+sub-folder = defective) and predictions.json "threshold_on_labels" holds how the stored
+threshold decides on the scored images (dhkd.threshold.measures); otherwise it says
+"labels": "unknown".
 """
 
 from __future__ import annotations
@@ -21,19 +27,24 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dhkd.data.images import load_image, read_raw
-from dhkd.data.index import IMAGE_SUFFIXES, natural_key
+from dhkd.data.index import GOOD, IMAGE_SUFFIXES, image_files, natural_key, sub_folders
 from dhkd.errors import DataError
 from dhkd.inference import Predictor
+from dhkd.threshold import Threshold, measures
 
 CHUNK = 64  # images per feature pass (a multiple of the feature cache's batch of 16)
 OUTPUTS = ("overlays", "maps", "predictions.csv", "predictions.json")  # what OUT receives
-FIELDS = ("name", "path", "status", "score", "decision", "threshold", "overlay", "map", "error")
+FIELDS = (
+    "name", "path", "label", "status", "score", "decision", "threshold", "overlay", "map", "error"
+)  # fmt: skip
+LAYOUT = "good/ = good, any other sub-folder = defective"  # how known labels are read
 
 
 @dataclass
 class Prediction:
     name: str
     path: str
+    label: int | None = None  # 0 good, 1 defective; None: unknown (layout_labels)
     status: str = "ok"  # ok | error
     score: float | None = None
     decision: str | None = None  # good | defective | None (no stored threshold)
@@ -73,6 +84,38 @@ def collect_images(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
     return out
 
 
+def layout_labels(inputs: Sequence[str | Path]) -> dict[Path, int] | None:
+    """Label of every image (0 good, 1 defective) when each input is a test folder in MVTec
+    layout: a `good` sub-folder and no image outside its sub-folders; None otherwise."""
+    labels: dict[Path, int] = {}
+    for item in inputs:
+        folder = Path(item).expanduser()
+        if not (folder / GOOD).is_dir() or image_files(folder):
+            return None
+        for sub in sub_folders(folder):
+            labels.update((p, int(sub.name != GOOD)) for p in image_files(sub))
+    return labels
+
+
+def threshold_on_labels(results: list[Prediction], threshold: Threshold | None) -> dict:
+    """How the stored threshold decides on the scored images of known label: {"labels":
+    "known", "layout", "n_good", "n_defective", and measures' precision, recall, fpr, ba,
+    best_ba, ba_ratio} (a "note" instead of the measures when they cannot be computed);
+    {"labels": "unknown"} when some image's label is not known."""
+    if not results or any(p.label is None for p in results):
+        return {"labels": "unknown"}
+    scored = [p for p in results if p.status == "ok"]
+    labels = np.array([p.label for p in scored], dtype=np.int64)
+    out = {"labels": "known", "layout": LAYOUT, "n_good": int((labels == 0).sum())}
+    out["n_defective"] = int(labels.sum())
+    if threshold is None:
+        return {**out, "note": "the weights hold no threshold (a trial stopped early)"}
+    if not out["n_good"] or not out["n_defective"]:
+        return {**out, "note": "measuring the threshold needs good and defective images"}
+    scores = np.array([p.score for p in scored], dtype=np.float64)
+    return {**out, **measures(scores, labels, threshold.value)}
+
+
 def overlay(
     image_path: Path, anomaly_map: np.ndarray, span: tuple[float, float] | None
 ) -> np.ndarray:
@@ -98,9 +141,13 @@ def predict_files(
     *,
     progress: bool = True,
 ) -> list[Prediction]:
-    """Score every image of `inputs`, write overlays, maps and predictions.csv/.json to `out`."""
+    """Score every image of `inputs`, write overlays, maps and predictions.csv/.json to `out`.
+    Labels are those of layout_labels when it knows every image's, else None."""
     out = Path(out)
     files = collect_images(inputs)
+    known = layout_labels(inputs) or {}
+    if not all(path in known for path, _ in files):
+        known = {}
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     (out / "maps").mkdir(parents=True, exist_ok=True)
     size = predictor.image_size
@@ -112,9 +159,10 @@ def predict_files(
         for path, name in chunk:
             try:
                 images.append(load_image(path, size))
-                loaded.append(Prediction(name, str(path), threshold=threshold))
+                loaded.append(Prediction(name, str(path), known.get(path), threshold=threshold))
             except DataError as exc:
-                results.append(Prediction(name, str(path), status="error", error=str(exc)))
+                failed = Prediction(name, str(path), known.get(path), "error", error=str(exc))
+                results.append(failed)
                 bar.update(1)
         if not images:
             continue
@@ -156,6 +204,7 @@ def write_predictions(out: Path, results: list[Prediction], predictor: Predictor
         "images": len(results),
         "errors": sum(p.status == "error" for p in results),
         "defective": sum(p.decision == "defective" for p in results),
+        "threshold_on_labels": threshold_on_labels(results, predictor.threshold),
         "predictions": [asdict(p) for p in results],
     }
     (out / "predictions.json").write_text(json.dumps(meta, indent=1))

@@ -15,7 +15,7 @@ import torch
 from dhkd.cli import main
 from dhkd.errors import DataError
 from dhkd.metrics import image_auroc
-from dhkd.threshold import rates
+from dhkd.threshold import measures, rates
 from dhkd.weights import FORMAT, load_weights
 
 
@@ -47,7 +47,7 @@ def test_checkpoint_format_loads_with_weights_only(trained):
 
 
 def test_predict_on_the_test_folder_gives_the_numbers_of_metrics_json(
-    trained, synthetic_root, tmp_path
+    trained, synthetic_root, tmp_path, capsys
 ):
     out = tmp_path / "pred"
     test = synthetic_root / "widget" / "test"
@@ -72,6 +72,40 @@ def test_predict_on_the_test_folder_gives_the_numbers_of_metrics_json(
     assert cv2.imread(str(out / first["overlay"])).shape[:2] == (64, 64)
     summary = json.loads((out / "predictions.json").read_text())
     assert summary["images"] == len(rows) and summary["errors"] == 0
+    assert [int(r["label"]) for r in rows] == labels.tolist()  # good/ = 0, other folders = 1
+    on_labels = summary["threshold_on_labels"]
+    assert on_labels["labels"] == "known" and on_labels["n_good"] == int((labels == 0).sum())
+    assert on_labels["n_defective"] == int(labels.sum())
+    expected = measures(scores, labels, threshold)
+    assert {k: on_labels[k] for k in expected} == pytest.approx(expected)
+    for name in ("precision", "recall", "fpr", "ba", "ba_ratio"):  # one unit: its own numbers
+        assert on_labels[name] == pytest.approx(metrics[f"test/threshold_{name}"], abs=1e-12)
+    printed = capsys.readouterr().out
+    assert f"{on_labels['n_good']} good, {on_labels['n_defective']} defective" in printed
+    assert f"false-alarm rate {on_labels['fpr']:.3f}" in printed
+    assert f"= {on_labels['ba_ratio']:.3f} of the best" in printed
+
+
+def test_labels_only_from_mvtec_test_folders(trained, synthetic_root, tmp_path, capsys):
+    checkpoint = str(trained / "checkpoint.pt")
+    test = synthetic_root / "widget" / "test"
+    flat = tmp_path / "flat"  # images straight in the folder: no labels
+    shutil.copytree(test / "good", flat)
+    only_good = tmp_path / "only_good" / "good"  # the layout, but nothing to measure recall on
+    shutil.copytree(test / "good", only_good)
+    cases = [([str(flat)], "unknown"), ([str(test), str(flat)], "unknown")]
+    cases += [([str(only_good.parent)], "known")]
+    for i, (inputs, labels) in enumerate(cases):
+        out = tmp_path / f"pred{i}"
+        assert main(["predict", "--checkpoint", checkpoint, *inputs, "--out", str(out),
+                     "--quiet"]) == 0  # fmt: skip
+        summary = json.loads((out / "predictions.json").read_text())["threshold_on_labels"]
+        assert summary["labels"] == labels and "ba" not in summary
+        printed = capsys.readouterr().out
+        assert ("labels unknown" in printed) == (labels == "unknown")
+    assert summary["n_good"] == len(list(only_good.iterdir())) and summary["n_defective"] == 0
+    assert "needs good and defective images" in summary["note"] and summary["note"] in printed
+    assert {r["label"] for r in _rows(out)} == {"0"}
 
 
 def test_any_size_format_and_a_corrupt_file(trained, synthetic_root, tmp_path):
