@@ -6,6 +6,8 @@ Output folder:
                               inside): what MLflow's artifact viewer shows (html.py)
     tables/<metric>.md|.tex|.csv
     tables/<metric>_notes.md|.tex   the long notes of each table (tests, missing cells, sources)
+    tables/leave_one_out.md|.tex|.csv   leave-one-category-out selection (loo_study.py), with
+                              3+ categories and 2+ columns
     tables/preamble.tex       the packages the .tex tables need
     figures/*.png|.pdf        parameter plots, bars, importances, history, parallel
                               coordinates, qualitative maps (+ qualitative/ raw grids)
@@ -40,6 +42,7 @@ from dhkd.report.latex import (
     notes_markdown,
     to_latex,
 )
+from dhkd.report.loo_study import StudyLoo, study_leave_one_out, write_leave_one_out
 from dhkd.report.optuna_study import optuna_study, space
 from dhkd.report.paths import portable_text
 from dhkd.report.render import FINGERPRINT_FIELDS, provenance_rows, to_csv, to_markdown
@@ -65,6 +68,7 @@ class ReportResult:
     figures: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     logged_to: str | None = None  # study run id the report was logged to
+    loo: StudyLoo | None = None  # the leave-one-category-out section, where there is one
 
 
 def resolve_baseline(cols: list[Column], baseline: str | None) -> str | None:
@@ -84,7 +88,9 @@ def resolve_baseline(cols: list[Column], baseline: str | None) -> str | None:
     )
 
 
-def write_tables(tables: dict[str, Table], out: Path, layout: str = DEFAULT_LAYOUT) -> None:
+def write_tables(
+    tables: dict[str, Table], out: Path, layout: str = DEFAULT_LAYOUT, loo: StudyLoo | None = None
+) -> None:
     folder = out / "tables"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "preamble.tex").write_text(PREAMBLE)
@@ -96,6 +102,9 @@ def write_tables(tables: dict[str, Table], out: Path, layout: str = DEFAULT_LAYO
         (folder / f"{metric}_notes.tex").write_text(notes_latex(table))
         (folder / f"{metric}.csv").write_text(to_csv(table))
         rows += provenance_rows(table)
+    if loo is not None:
+        write_leave_one_out(loo, folder, layout)
+        rows += loo.provenance
     fields = [
         "table",
         "row",
@@ -220,7 +229,8 @@ def build_report(
     clean(out)
     tables = {m: build_table(data, cols, m, paper=paper, baseline=base) for m in METRICS}
     result = ReportResult(out, tables, notes=list(data.notes))
-    write_tables(tables, out, latex_layout)
+    result.loo = study_leave_one_out(data, cols, result.notes)
+    write_tables(tables, out, latex_layout, result.loo)
     write_figures(data, cols, result, storage_path)
     meta = {
         "study": data.name,
@@ -233,6 +243,7 @@ def build_report(
         "latex_layout": latex_layout,
         "columns": {c.key: c.trial.run_id if c.trial else None for c in cols},
         "partial": {m: t.partial for m, t in tables.items()},
+        "leave_one_out": result.loo.to_json() if result.loo else None,
         "weights": dict(zip(("trials", "bytes"), kept_weights(data), strict=True)),
     }
     result.notes = [portable_text(note) for note in result.notes]

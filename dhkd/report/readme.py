@@ -6,6 +6,7 @@ from typing import Any
 
 from dhkd.data.selection import protocol_label
 from dhkd.report.collect import StudyData
+from dhkd.report.loo_study import readme_lines as loo_lines
 from dhkd.report.render import to_markdown
 from dhkd.report.select import REFERENCE, Column, best_trial, compute_hours
 
@@ -154,6 +155,8 @@ def write_readme(data: StudyData, cols: list[Column], result, meta: dict[str, An
         "two-column article and renders them to PNG.",
         "",
     ]
+    if result.loo is not None:
+        lines += loo_lines(result.loo, data.protocol)
     lines += ["## Figures", "", *_figure_lines(result)]
     if result.notes:
         lines += ["## Notes", "", *(f"- {n}" for n in result.notes), ""]
