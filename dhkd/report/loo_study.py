@@ -10,7 +10,7 @@ README section.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ class StudyLoo:
     result: loo.LooResult
     labels: dict[str, str]  # column key -> label
     baseline: loo.Baseline | None
-    provenance: list[dict[str, Any]] = field(default_factory=list)
+    provenance: list[dict[str, Any]]  # one row per measured number (build.write_tables)
 
     def to_json(self) -> dict[str, Any]:
         baseline = None
