@@ -20,6 +20,11 @@ import numpy as np
 from dhkd.errors import DataError
 from dhkd.sections import ThresholdConfig
 
+# `measures` logged per unit and summarised as "<split>/[<category>/]threshold_<name>", beside
+# the F1 at the stored threshold ("image_f1"): the decision metrics of a run
+THRESHOLD_MEASURES = ("precision", "recall", "fpr", "ba", "ba_ratio")
+DECISION_METRICS = ("image_f1", *(f"threshold_{m}" for m in THRESHOLD_MEASURES))
+
 
 @dataclass(frozen=True)
 class Threshold:

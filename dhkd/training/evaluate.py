@@ -13,12 +13,9 @@ from dhkd.config import TrainConfig
 from dhkd.data.selection import protocol_label
 from dhkd.features import CachedSplit
 from dhkd.metrics import evaluate_maps
-from dhkd.threshold import choose_threshold, measures, rates
+from dhkd.threshold import DECISION_METRICS, THRESHOLD_MEASURES, choose_threshold, measures, rates
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
-# threshold.measures logged per unit and summarised as "<split>threshold_<name>"
-THRESHOLD_MEASURES = ("precision", "recall", "fpr", "ba", "ba_ratio")
-DECISION_METRICS = ("image_f1", *(f"threshold_{m}" for m in THRESHOLD_MEASURES))
 VAL, TEST = "val/", "test/"  # key prefixes: validation (every evaluation) and test (once)
 
 Maps = dict[str, tuple[np.ndarray, np.ndarray]]  # unit name -> (image scores, anomaly maps)

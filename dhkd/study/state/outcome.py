@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from dhkd.threshold import DECISION_METRICS
+
 EPOCH = "epoch"  # 1-based student epoch just finished
 OBJECTIVE = "objective"  # the spec's validation metric, mean over categories (evaluation epochs)
 FINISHED = "finished"  # 1 in the final report of a trial that trained every epoch
@@ -27,6 +29,7 @@ COMPLETE, PRUNED, FAILED, RUNNING = "COMPLETE", "PRUNED", "FAILED", "RUNNING"
 # `state` tag tells it from a COMPLETE one (see tracking/tracker.py)
 RUN_STATUS = {COMPLETE: "FINISHED", PRUNED: "FINISHED", FAILED: "FAILED"}
 BASE_METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
+LOGGED_METRICS = (*BASE_METRICS, *DECISION_METRICS)  # the stored threshold's F1 and measures
 SPLITS = ("val", "test")  # metric key prefixes: "val/[<category>/]<metric>", "test/..."
 TRAIN_KEYS = ("train/loss", COMPUTE_S)
 
@@ -50,13 +53,14 @@ def objective_key(metric: str) -> str:
 
 def tracked_metrics(result: dict[str, Any], metric: str) -> dict[str, float]:
     """The metrics of a Tune result worth logging: validation and test metrics (means and per
-    category), train/loss, train/compute_s, and the objective as objective/<metric>."""
+    category; the maps' metrics and the stored threshold's decision metrics), train/loss,
+    train/compute_s, and the objective as objective/<metric>."""
     out = {}
     for key, value in result.items():
         if not _finite(value):
             continue
         parts = key.split("/")
-        split_metric = parts[0] in SPLITS and len(parts) in (2, 3) and parts[-1] in BASE_METRICS
+        split_metric = parts[0] in SPLITS and len(parts) in (2, 3) and parts[-1] in LOGGED_METRICS
         if split_metric or key in TRAIN_KEYS:
             out[key] = float(value)
         elif key == OBJECTIVE:
