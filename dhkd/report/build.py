@@ -27,6 +27,7 @@ from pathlib import Path
 
 from dhkd.report import figures as F
 from dhkd.report import figures_optuna as FO
+from dhkd.report.agreement import agreement_json
 from dhkd.report.collect import (
     METRICS,
     StudyData,
@@ -244,6 +245,7 @@ def build_report(
         "columns": {c.key: c.trial.run_id if c.trial else None for c in cols},
         "partial": {m: t.partial for m, t in tables.items()},
         "leave_one_out": result.loo.to_json() if result.loo else None,
+        "agreement": agreement_json(data, cols),  # validation vs test ranking (agreement.py)
         "weights": dict(zip(("trials", "bytes"), kept_weights(data), strict=True)),
     }
     result.notes = [portable_text(note) for note in result.notes]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dhkd.data.selection import protocol_label
+from dhkd.report.agreement import agreement_markdown
 from dhkd.report.collect import StudyData
 from dhkd.report.loo_study import readme_lines as loo_lines
 from dhkd.report.render import to_markdown
@@ -138,6 +139,7 @@ def write_readme(data: StudyData, cols: list[Column], result, meta: dict[str, An
         "## Tables",
         "",
     ]
+    lines += [agreement_markdown(data, cols), ""]  # how far the validation row can be trusted
     for metric, table in result.tables.items():
         lines.append(to_markdown(table).replace("### ", "### ", 1))
         lines.append(
