@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+# the metrics of dhkd.training.evaluate, spelled out to keep the command line's start light
+METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -17,7 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "validation and test metrics over the runs and how many runs each raised or lowered; "
         "choose on the validation columns. The own setting must reproduce the logged "
         "metrics: a warning says when it does not. Default grid: smoothing_sigma "
-        "0,2,4,6,8 x pooling max,mean,topk x topk_fraction 0.01,0.03,0.05,0.1.",
+        "0,2,4,6,8 x pooling max,mean,topk x topk_fraction 0.01,0.03,0.05,0.1. With "
+        "--leave-one-out METRIC over runs of 3 or more categories, also shows per held-out "
+        "category the setting chosen on the other categories' test METRIC and its numbers on "
+        "the held-out one, and their mean: how a default carries over to an untuned category.",
     )
     p.add_argument(
         "runs",
@@ -37,6 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--out", default=None, help="also write every number to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no per-run progress lines")
+    p.add_argument(
+        "--leave-one-out",
+        choices=METRICS,
+        default=None,
+        metavar="METRIC",
+        help="leave-one-category-out choice on this test metric ("
+        + ", ".join(METRICS)
+        + "); needs runs over 3 or more categories",
+    )
     p.set_defaults(func=run)
 
 
@@ -44,12 +59,17 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from dhkd.report.loo import leave_one_out
     from dhkd.runs.paths import require_not_input, require_writable_file
     from dhkd.runs.rescore import (
         DEFAULT_GRID,
+        category_values,
+        format_leave_one_out,
         format_scan,
         grid_settings,
+        known_categories,
         parse_grid,
+        require_loo_categories,
         scan_run,
         scan_to_json,
         summarise,
@@ -59,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
         require_writable_file(args.out, "--out")
         require_not_input(args.out, args.runs, "--out")
     settings = grid_settings(parse_grid(args.grid) if args.grid else DEFAULT_GRID)
+    if args.leave_one_out:
+        categories = known_categories(args.runs)
+        if categories is not None:
+            require_loo_categories(categories)
     scans = []
     for folder in args.runs:
         scans += scan_run(
@@ -71,9 +95,16 @@ def run(args: argparse.Namespace) -> int:
         )
     summary = summarise(scans)
     print(format_scan(scans, summary))
+    data = scan_to_json(scans, summary)
+    if args.leave_one_out:
+        require_loo_categories(list(dict.fromkeys(s.category for s in scans)))
+        loo = leave_one_out(category_values(scans), args.leave_one_out)
+        print()
+        print(format_leave_one_out(loo), end="")
+        data["leave_one_out"] = loo.to_json()
     if args.out:
         out = Path(args.out).expanduser()
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(scan_to_json(scans, summary), indent=1))
+        out.write_text(json.dumps(data, indent=1))
         print(f"wrote {out}")
     return 0

@@ -9,13 +9,17 @@ numbers its metrics.json logged: when it does not, the data, code or device chan
 run (`dhkd reproduce` tells which), and the scan says so.
 
 A setting is chosen on the validation images of the run's selection protocol; the test
-columns are what it would report, shown beside it, never the ground for the choice.
+columns are what it would report, shown beside it, never the ground for the choice. Over
+runs of three or more categories, the leave-one-category-out section asks how a default
+carries over instead: per held-out category, the setting chosen on the OTHER categories' test
+images, and its numbers on the held-out one (dhkd.report.loo).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -29,6 +33,7 @@ from pydantic import ValidationError
 from dhkd.config import describe_validation_error, parse_overrides
 from dhkd.errors import ConfigError, DataError
 from dhkd.metrics import evaluate_maps
+from dhkd.report.loo import LooResult, to_markdown
 from dhkd.runs.layout import RunFolder
 from dhkd.runs.load import fetch_weights, load_run
 from dhkd.runs.tracking import DEFAULT_TRACKING_URI
@@ -346,3 +351,62 @@ def scan_to_json(scans: list[UnitScan], summary: list[SettingSummary]) -> dict[s
         ],
         "best_on_validation": best_on_validation(summary) if summary else {},
     }
+
+
+LOO_MIN_CATEGORIES = 3
+
+
+def known_categories(refs: list[str]) -> list[str] | None:
+    """The categories of the runs, read from each `dhkd train` folder's metrics.json before any
+    scoring; None when a run is not such a folder (an MLflow run id: its categories are known
+    once its weights are read; anything else: the scan names what is wrong)."""
+    categories: list[str] = []
+    for ref in refs:
+        metrics = RunFolder(ref).metrics
+        if not metrics.is_file():
+            return None
+        units = json.loads(metrics.read_text()).get("units") or []
+        if not units:
+            return None
+        categories += [str(u["category"]) for u in units]
+    return list(dict.fromkeys(categories))
+
+
+def require_loo_categories(categories: list[str]) -> None:
+    """Refuse a leave-one-category-out over fewer than three categories (ConfigError)."""
+    if len(categories) >= LOO_MIN_CATEGORIES:
+        return
+    raise ConfigError(
+        f"--leave-one-out needs runs over at least {LOO_MIN_CATEGORIES} categories (one held "
+        f"out, two to choose on); the runs given have {len(categories)}: "
+        f"{', '.join(categories) or 'none'}. Pass runs of more categories, e.g. one "
+        "`dhkd train` folder per category, or study trials that carry several"
+    )
+
+
+def category_values(scans: list[UnitScan]) -> dict[str, dict[str, dict[str, float]]]:
+    """values[setting][category][metric]: the mean over the category's units (seeds, runs) of
+    each test metric, as dhkd.report.loo.leave_one_out takes it."""
+    categories = list(dict.fromkeys(s.category for s in scans))
+    values: dict[str, dict[str, dict[str, float]]] = {}
+    for label in scans[0].results if scans else []:
+        values[label] = {}
+        for category in categories:
+            units = [s.results[label] for s in scans if s.category == category]
+            values[label][category] = {
+                m: math.fsum(u[f"test/{m}"] for u in units) / len(units) for m in METRICS
+            }
+    return values
+
+
+def format_leave_one_out(result: LooResult) -> str:
+    """A one-line header (what chooses, the in-sample choice) above loo's Markdown table."""
+    metric = SHORT[result.metric]
+    header = (
+        f"leave-one-category-out on test {metric}: for each held-out category the setting is "
+        "chosen on the other categories' test images; the held-out category's own test images "
+        f"never choose. In-sample choice (all {len(result.held_out)} categories): "
+        f"{result.in_sample}"
+    )
+    title = f"Leave-one-category-out, chosen on test {metric}"
+    return header + "\n\n" + to_markdown(result, title=title)

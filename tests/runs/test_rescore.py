@@ -1,15 +1,18 @@
 """`dhkd rescore`: a trained run scored under other score settings gives what training with
 those settings gives, its own setting reproduces the logged metrics, and bad grids are
-refused with the key named."""
+refused with the key named; over three categories, the leave-one-category-out choice is what
+dhkd.report.loo gives on the scan's test numbers."""
 
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 
 from dhkd.cli import main
 from dhkd.errors import ConfigError, DataError
+from dhkd.report.loo import leave_one_out
 from dhkd.runs.rescore import (
     AS_TRAINED,
     best_on_validation,
@@ -20,9 +23,11 @@ from dhkd.runs.rescore import (
     summarise,
 )
 
+METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 
-def _train(root, out, *extra):
-    args = ["train", "--data", str(root), "--category", "widget", "--preset", "tiny"]
+
+def _train(root, out, *extra, category="widget"):
+    args = ["train", "--data", str(root), "--category", category, "--preset", "tiny"]
     args += ["--out", str(out), "--quiet", "--set", "score.pooling=topk", *extra]
     assert main(args) == 0
     return out
@@ -152,3 +157,54 @@ def test_a_cold_cache_reads_no_train_images(trained, tmp_path, monkeypatch):
     (scan,) = scan_run(trained, [], progress=False)
     assert sorted(splits) == ["test", "validation"]
     assert scan.logged_gap is not None and scan.logged_gap < 1e-6
+
+
+@pytest.fixture(scope="module")
+def three_categories(trained, synthetic_root, tmp_path_factory):
+    """Runs of three categories: `trained` (widget), stripes, and gadget, a dataset of its own
+    at the size of `synthetic_root`."""
+    from dhkd.data.synth import make_synthetic_dataset
+
+    tmp = tmp_path_factory.mktemp("rescore-loo")
+    gadget = make_synthetic_dataset(
+        tmp / "data", ["gadget"], image_size=64, n_train=12, n_test_good=4, n_test_defect=6
+    )
+    stripes = _train(synthetic_root, tmp / "stripes", category="stripes")
+    return [trained, stripes, _train(gadget, tmp / "gadget", category="gadget")]
+
+
+def test_leave_one_out_chooses_on_the_other_categories(three_categories, tmp_path, capsys):
+    out = tmp_path / "scan.json"
+    args = ["rescore", *map(str, three_categories), "--grid", "score.smoothing_sigma=0,8"]
+    args += ["--leave-one-out", "pixel_aupro", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    values = {}  # setting -> category -> metric: the mean over the category's units
+    for label in data["units"][0]["results"]:
+        for category in dict.fromkeys(u["category"] for u in data["units"]):
+            units = [u["results"][label] for u in data["units"] if u["category"] == category]
+            values.setdefault(label, {})[category] = {
+                m: statistics.fmean(u[f"test/{m}"] for u in units) for m in METRICS
+            }
+    expected = leave_one_out(values, "pixel_aupro")
+    assert expected.categories == ["widget", "stripes", "gadget"]
+    assert data["leave_one_out"] == json.loads(json.dumps(expected.to_json()))
+    got = [h["chosen"] for h in data["leave_one_out"]["held_out"]]
+    assert got == [h.chosen for h in expected.held_out]
+    assert text.index("best on validation") < text.index("### Leave-one-category-out")
+    assert "the held-out category's own test images never choose" in text
+    assert f"In-sample choice (all 3 categories): {expected.in_sample}\n" in text
+    for h in expected.held_out:
+        assert f"| {h.category} | {h.chosen}" in text
+        assert f"{100 * h.values['pixel_aupro']:.1f}" in text
+
+
+def test_leave_one_out_over_two_categories_is_refused_before_scoring(three_categories, capsys):
+    widget, stripes, _ = three_categories
+    args = ["rescore", str(widget), str(stripes), "--leave-one-out", "image_auroc"]
+    assert main([*args, "--grid", "score.smoothing_sigma=2"]) == 2
+    captured = capsys.readouterr()
+    assert "rescored" not in captured.out  # no unit was scored
+    assert "needs runs over at least 3 categories" in captured.err
+    assert "have 2: widget, stripes. Pass runs of more categories" in captured.err
