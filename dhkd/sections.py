@@ -49,6 +49,12 @@ class ScoreConfig(Section):
     fusion: Literal["sum", "product"] = "sum"
     pooling: Literal["max", "mean", "topk"] = "max"
     topk_fraction: float = Field(0.01, gt=0, le=1)
+    pool: Literal["fused", "levels"] = Field(
+        "fused",
+        description="fused: pool the fused map's pixels; levels: pool each level's smoothed map "
+        "on its own and fuse the level scores as the maps are fused, so that each level's "
+        "strongest region counts whole",
+    )
     smoothing_sigma: float = Field(4.0, ge=0, le=32)
     level_norm: Literal["none", "train_mean"] = Field(
         "none",

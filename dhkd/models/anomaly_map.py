@@ -2,7 +2,8 @@
 
 A method turns features into per-level maps (B, h_l, w_l) where larger means more anomalous;
 `score_maps` upsamples them to the input size, fuses them (sum | product), smooths them with a
-Gaussian and pools each map to an image score.
+Gaussian and pools each map to an image score: the fused map's pixels (pool `fused`), or each
+level's smoothed map on its own, the level scores then fused as the maps are (pool `levels`).
 """
 
 from __future__ import annotations
@@ -34,19 +35,18 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     return x.squeeze(1)
 
 
-def fuse_maps(
-    level_maps: list[torch.Tensor], size: int, fusion: str, smoothing_sigma: float
-) -> torch.Tensor:
-    """Upsample per-level (B, h_l, w_l) maps to (B, size, size), fuse (sum | product), smooth."""
-    ups = [
+def upsample_levels(level_maps: list[torch.Tensor], size: int) -> list[torch.Tensor]:
+    """Per-level (B, h_l, w_l) maps -> (B, size, size) each, bilinear."""
+    return [
         F.interpolate(m.unsqueeze(1), size=(size, size), mode="bilinear", align_corners=False)[:, 0]
         for m in level_maps
     ]
+
+
+def _fuse(maps: list[torch.Tensor], fusion: str) -> torch.Tensor:
     if fusion == "sum":
-        fused = torch.stack(ups).sum(0)
-    else:
-        fused = torch.stack(ups).clamp_min(1e-12).log().sum(0).exp()
-    return gaussian_blur(fused, smoothing_sigma)
+        return torch.stack(maps).sum(0)
+    return torch.stack(maps).clamp_min(1e-12).log().sum(0).exp()
 
 
 def image_scores(maps: torch.Tensor, pooling: str, topk_fraction: float = 0.01) -> torch.Tensor:
@@ -68,7 +68,17 @@ def score_maps(
     smoothing_sigma: float = 4.0,
     pooling: str = "max",
     topk_fraction: float = 0.01,
+    pool: str = "fused",
 ) -> InferenceBatch:
-    """Per-level (B, h_l, w_l) maps -> fused, smoothed (B, size, size) maps and (B,) scores."""
-    maps = fuse_maps(level_maps, size, fusion, smoothing_sigma)
-    return InferenceBatch(image_scores(maps, pooling, topk_fraction), maps)
+    """Per-level (B, h_l, w_l) maps -> fused, smoothed (B, size, size) maps and (B,) scores,
+    pooled from the fused map (pool `fused`) or from each level's smoothed map, the level
+    scores fused like the maps (pool `levels`); the maps are the same either way."""
+    ups = upsample_levels(level_maps, size)
+    maps = gaussian_blur(_fuse(ups, fusion), smoothing_sigma)
+    if pool == "fused":
+        return InferenceBatch(image_scores(maps, pooling, topk_fraction), maps)
+    levels = [
+        image_scores(gaussian_blur(m, smoothing_sigma), pooling, topk_fraction).unsqueeze(1)
+        for m in ups
+    ]
+    return InferenceBatch(_fuse(levels, fusion)[:, 0], maps)

@@ -40,7 +40,7 @@ from dhkd.runs.tracking import DEFAULT_TRACKING_URI
 from dhkd.sections import ScoreConfig
 from dhkd.training.evaluate import METRICS
 
-SCANNED = ("fusion", "smoothing_sigma", "pooling", "topk_fraction")
+SCANNED = ("fusion", "smoothing_sigma", "pooling", "topk_fraction", "pool")
 DEFAULT_GRID: dict[str, list[Any]] = {
     "smoothing_sigma": [0.0, 2.0, 4.0, 6.0, 8.0],
     "pooling": ["max", "mean", "topk"],

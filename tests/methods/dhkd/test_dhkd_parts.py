@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from dhkd.methods.dhkd.losses import affinity_loss, affinity_matrix
 from dhkd.methods.dhkd.student import FrequencyBranch
-from dhkd.models.anomaly_map import fuse_maps, score_maps
+from dhkd.models.anomaly_map import score_maps
 from dhkd.models.noise import add_feature_noise
 
 
@@ -178,8 +178,22 @@ def test_anomaly_map_peaks_where_the_discrepancy_is(fusion):
     fine = torch.full((1, 16, 16), 0.1)
     coarse[0, 2, 5] = 2.0  # the same spot on both levels: rows 20-27, columns 40-47 at 64 px
     fine[0, 5, 11] = 2.0
-    maps = fuse_maps([coarse, fine], 64, fusion, smoothing_sigma=2.0)
+    batch = score_maps([coarse, fine], 64, fusion=fusion, smoothing_sigma=2.0)
+    maps = batch.anomaly_map
     row, col = divmod(int(maps[0].argmax()), 64)
     assert 19 <= row <= 28 and 39 <= col <= 48
-    batch = score_maps([coarse, fine], 64, fusion=fusion, smoothing_sigma=2.0)
     assert float(batch.pred_score[0]) == pytest.approx(float(maps.max()))
+
+
+@pytest.mark.parametrize("fusion", ["sum", "product"])
+def test_pool_levels_scores_each_level_then_fuses_the_scores(fusion):
+    torch.manual_seed(0)
+    coarse, fine = torch.rand(3, 8, 8) + 0.1, torch.rand(3, 16, 16) + 0.1
+    args = {"fusion": fusion, "smoothing_sigma": 1.0, "pooling": "topk", "topk_fraction": 0.05}
+    fused = score_maps([coarse, fine], 32, **args)
+    levels = score_maps([coarse, fine], 32, **args, pool="levels")
+    assert torch.equal(levels.anomaly_map, fused.anomaly_map)  # the maps do not change
+    per_level = [score_maps([m], 32, **args).pred_score for m in (coarse, fine)]
+    want = per_level[0] + per_level[1] if fusion == "sum" else per_level[0] * per_level[1]
+    torch.testing.assert_close(levels.pred_score, want, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(levels.pred_score, fused.pred_score)
