@@ -166,3 +166,24 @@ def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
     MlflowClient(f"sqlite:///{path}").search_experiments()
     return path
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path, mlflow_template: Path) -> str:
+    """The URI of a fresh, empty MLflow sqlite store of this test's own (tmp_path/mlflow.db)."""
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance (2 CPUs) for every test that drives Ray in this process, started
+    once per session (each start costs seconds): a study run in-process finds it up, uses it and
+    leaves it running. A test whose driver must start its own Ray runs `dhkd study run` in a
+    subprocess, which never joins this instance."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -1,5 +1,6 @@
 """Fixtures of the report tests: an MLflow store holding a hand-made study (built once per
-session through the platform's Tracker) and fresh copies of an empty store."""
+session through the platform's Tracker). Fresh empty stores: tests/conftest.py's
+`tracking_uri`."""
 
 from __future__ import annotations
 
@@ -8,12 +9,6 @@ import shutil
 import pytest
 
 from .report_helpers import default_trials, write_study
-
-
-@pytest.fixture
-def fresh_uri(tmp_path, mlflow_template) -> str:
-    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 @pytest.fixture(scope="session")

@@ -53,11 +53,11 @@ def test_missing_database_is_an_error_not_a_new_file(tmp_path):
     assert not db.exists()
 
 
-def test_a_study_without_complete_trials_says_so(tmp_path, fresh_uri):
+def test_a_study_without_complete_trials_says_so(tmp_path, tracking_uri):
     trials = [FakeTrial(0, 0.0, 0.1, "PRUNED", 0.7), FakeTrial(1, 0.2, 0.1, "FAILED", 0.0)]
-    name = write_study(tmp_path, fresh_uri, trials)
+    name = write_study(tmp_path, tracking_uri, trials)
     with pytest.raises(DhkdError, match=r"no COMPLETE trial yet \(1 FAILED, 1 PRUNED\)"):
-        load_study(name, fresh_uri)
+        load_study(name, tracking_uri)
 
 
 @pytest.mark.parametrize(
@@ -83,12 +83,12 @@ def test_parse_value_uses_the_spec_distribution():
         parse_value("0.3", {"type": "categorical", "values": [0.0, 0.2]})
 
 
-def test_spec_falls_back_to_the_spec_yaml_artifact(tmp_path, fresh_uri):
+def test_spec_falls_back_to_the_spec_yaml_artifact(tmp_path, tracking_uri):
     """A study run without spec.* params (e.g. written by an older platform) still reports."""
     import yaml
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(fresh_uri)
+    client = MlflowClient(tracking_uri)
     exp = client.create_experiment(
         "old", tags={"dhkd.study": "old"}, artifact_location=(tmp_path / "art").as_uri()
     )
@@ -114,7 +114,7 @@ def test_spec_falls_back_to_the_spec_yaml_artifact(tmp_path, fresh_uri):
     )
     client.log_param(trial.info.run_id, "noise.sigma", "0.1")
     client.log_metric(trial.info.run_id, "val/bottle/image_auroc", 0.9, step=1)
-    data = load_study("old", fresh_uri)
+    data = load_study("old", tracking_uri)
     assert data.objective == ("image_auroc", "max") and data.categories == ["bottle"]
     cols = columns(data)
     assert [c.trial.number if c.trial else None for c in cols] == [None, 0]

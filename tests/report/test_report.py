@@ -84,15 +84,15 @@ def test_the_html_report_is_self_contained(report):
 
 
 @pytest.mark.slow
-def test_report_is_logged_to_the_study_run(tmp_path, fresh_uri, capsys):
+def test_report_is_logged_to_the_study_run(tmp_path, tracking_uri, capsys):
     from mlflow.tracking import MlflowClient
 
-    name = write_study(tmp_path, fresh_uri, default_trials(), name="logged")
+    name = write_study(tmp_path, tracking_uri, default_trials(), name="logged")
     out = tmp_path / "out"
-    args = ["report", name, "--tracking-uri", fresh_uri, "--out", str(out), "--baseline", "0.2"]
+    args = ["report", name, "--tracking-uri", tracking_uri, "--out", str(out), "--baseline", "0.2"]
     assert main(args) == 0
     assert "4 categories x 3 columns, PARTIAL (6 cells missing)" in capsys.readouterr().out
-    client = MlflowClient(fresh_uri)
+    client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(name).experiment_id
     study_run = client.search_runs([experiment], "tags.`dhkd.role` = 'study'")[0]
     logged = {a.path for a in client.list_artifacts(study_run.info.run_id, "report")}
@@ -135,7 +135,7 @@ def test_bad_input_is_a_clear_message(fake_study, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_search_without_categorical_scientific_reports_its_best_trial(tmp_path, fresh_uri):
+def test_a_search_without_categorical_scientific_reports_its_best_trial(tmp_path, tracking_uri):
     from .report_helpers import FakeTrial
 
     trials = [
@@ -145,8 +145,8 @@ def test_a_search_without_categorical_scientific_reports_its_best_trial(tmp_path
         FakeTrial(3, 0.9, 0.4, "COMPLETE", 0.82),
     ]
     sigma = {"noise.sigma": {"type": "float", "low": 0.0, "high": 1.0}}
-    name = write_study(tmp_path, fresh_uri, trials, name="srch", scientific=sigma)
-    result = build_report(name, fresh_uri, tmp_path / "out", log_artifacts=False)
+    name = write_study(tmp_path, tracking_uri, trials, name="srch", scientific=sigma)
+    result = build_report(name, tracking_uri, tmp_path / "out", log_artifacts=False)
     table = result.tables["pixel_aupro"]
     assert [c.label for c in table.columns] == ["best trial #1"] and not table.partial
     assert not table.comparisons

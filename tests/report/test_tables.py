@@ -101,14 +101,14 @@ def test_every_csv_number_is_the_metric_of_the_run_provenance_names(pixel_table,
     assert checked == 2 * 6  # every measured, non-missing cell (σ 0.5 has no COMPLETE trial)
 
 
-def test_a_metric_missing_from_a_run_is_a_footnoted_gap(tmp_path, fresh_uri):
+def test_a_metric_missing_from_a_run_is_a_footnoted_gap(tmp_path, tracking_uri):
     trials = [
         FakeTrial(0, 0.0, 0.1, "COMPLETE", 0.8),
         FakeTrial(1, 0.2, 0.1, "COMPLETE", 0.85, drop=("test/b/pixel_aupro",)),
         FakeTrial(2, 0.5, 0.1, "COMPLETE", 0.82),
     ]
-    name = write_study(tmp_path, fresh_uri, trials)
-    data = load_study(name, fresh_uri)
+    name = write_study(tmp_path, tracking_uri, trials)
+    data = load_study(name, tracking_uri)
     table = build_table(data, columns(data), "pixel_aupro")
     assert table.missing == [("b", "noise.sigma=0.2")]
     assert table.cells[("a", "noise.sigma=0.2")].value is not None

@@ -10,7 +10,6 @@ of one migrated sqlite file.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import sys
 import time
@@ -23,25 +22,6 @@ from dhkd.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "study"))
 from study_helpers import fake_data, fake_spec_tree, make_fake_fit, optuna_trials
-
-
-@pytest.fixture(scope="module")
-def ray_up():
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import ray
-
-    if ray.is_initialized():
-        yield ray
-        return
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture
-def uri(tmp_path, mlflow_template) -> str:
-    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 @pytest.fixture
@@ -110,19 +90,21 @@ def _trial_runs(uri: str, name: str) -> dict[int, object]:
 
 
 @pytest.mark.slow
-def test_failed_trials_are_retried_with_their_identities(tmp_path, uri, ray_up, fake_fit, capsys):
+def test_failed_trials_are_retried_with_their_identities(tmp_path, tracking_uri, ray_local,
+                                                         fake_fit, capsys):  # fmt: skip
     spec, storage = _spec(tmp_path, "retry"), tmp_path / "ray"
-    run = ["study", "run", str(spec), "--storage-path", str(storage), "--tracking-uri", uri,
-           "--quiet"]  # fmt: skip
+    run = ["study", "run", str(spec), "--storage-path", str(storage), "--tracking-uri",
+           tracking_uri, "--quiet"]  # fmt: skip
     fake_fit["fit"] = make_fake_fit(tmp_path / "marks", fail_sigma=0.99)
     rc, out, _ = _cli(capsys, run)
     assert rc == 1  # a study with a FAILED trial is not a success
-    retry = f"dhkd study run {spec} --storage-path {storage} --tracking-uri {uri} --retry-failed"
+    retry = (f"dhkd study run {spec} --storage-path {storage} --tracking-uri {tracking_uri} "
+             "--retry-failed")  # fmt: skip
     assert "1 trial(s) FAILED" in out and retry in out
     failed = {t.number: t for t in optuna_trials(storage, "retry") if t.state.name == "FAIL"}
     ((number, before),) = failed.items()
-    run_id = _trial_runs(uri, "retry")[number].info.run_id
-    assert _trial_runs(uri, "retry")[number].info.status == "FAILED"
+    run_id = _trial_runs(tracking_uri, "retry")[number].info.run_id
+    assert _trial_runs(tracking_uri, "retry")[number].info.status == "FAILED"
 
     fake_fit["fit"] = make_fake_fit(tmp_path / "marks", fail_sigma=-1.0)  # the cause is fixed
     rc, out, _ = _cli(capsys, [*run[:-1], "--retry-failed"])
@@ -131,7 +113,7 @@ def test_failed_trials_are_retried_with_their_identities(tmp_path, uri, ray_up, 
     assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
     assert trials[number].params == before.params
     assert trials[number].user_attrs["params"] == before.user_attrs["params"]
-    runs = _trial_runs(uri, "retry")
+    runs = _trial_runs(tracking_uri, "retry")
     assert len(runs) == 2 and runs[number].info.run_id == run_id
     after = runs[number]
     assert after.info.status == "FINISHED" and after.data.tags["state"] == "COMPLETE"
@@ -140,26 +122,26 @@ def test_failed_trials_are_retried_with_their_identities(tmp_path, uri, ray_up, 
 
 
 @pytest.mark.slow
-def test_a_study_whose_trials_all_fail_exits_1(tmp_path, uri, ray_up, fake_fit, capsys):
+def test_a_study_whose_trials_all_fail_exits_1(tmp_path, tracking_uri, ray_local, fake_fit, capsys):
     spec = _spec(tmp_path, "allfail", values=(0.99,))
     fake_fit["fit"] = make_fake_fit(tmp_path / "marks", fail_sigma=0.99)
     rc, out, _ = _cli(capsys, ["study", "run", str(spec), "--storage-path",
-                               str(tmp_path / "ray"), "--tracking-uri", uri])  # fmt: skip
+                               str(tmp_path / "ray"), "--tracking-uri", tracking_uri])  # fmt: skip
     assert rc == 1 and "1 FAILED" in out and "--retry-failed" in out
 
 
 @pytest.mark.slow
-def test_a_refused_study_leaves_nothing_behind(tmp_path, uri, ray_up, fake_fit, capsys):
+def test_a_refused_study_leaves_nothing_behind(tmp_path, tracking_uri, ray_local, fake_fit, capsys):
     storage = tmp_path / "ray"
     big = _spec(tmp_path, "refused", values=(0.1,), resources={"cpu": 512, "gpu": 0})
-    base = ["--storage-path", str(storage), "--tracking-uri", uri, "--quiet"]
+    base = ["--storage-path", str(storage), "--tracking-uri", tracking_uri, "--quiet"]
     fake_fit["fit"] = make_fake_fit(tmp_path / "marks")
     rc, _, err = _cli(capsys, ["study", "run", str(big), *base])
     assert rc == 2 and "no Ray node has the 512 CPU" in _one_error(err)
     assert not (storage / "refused").exists()
     from mlflow.tracking import MlflowClient
 
-    assert MlflowClient(uri).get_experiment_by_name("refused") is None
+    assert MlflowClient(tracking_uri).get_experiment_by_name("refused") is None
     rc, out, err = _cli(capsys, ["study", "status", "refused", "--storage-path", str(storage)])
     assert rc == 2 and "WAITING" not in out and "no study at" in _one_error(err)
 
@@ -172,29 +154,29 @@ def test_a_refused_study_leaves_nothing_behind(tmp_path, uri, ray_up, fake_fit, 
 
 
 @pytest.mark.slow
-def test_one_study_name_is_one_study(tmp_path, uri, ray_up, fake_fit, capsys):
+def test_one_study_name_is_one_study(tmp_path, tracking_uri, ray_local, fake_fit, capsys):
     first, second = tmp_path / "ray-a", tmp_path / "ray-b"
     fake_fit["fit"] = make_fake_fit(tmp_path / "marks")
     spec = _spec(tmp_path, "named", values=(0.1,))
-    run = ["study", "run", str(spec), "--tracking-uri", uri, "--quiet", "--storage-path"]
+    run = ["study", "run", str(spec), "--tracking-uri", tracking_uri, "--quiet", "--storage-path"]
     assert _cli(capsys, [*run, str(first)])[0] == 0
     other = _spec(tmp_path, "named", values=(0.1, 0.2))
-    rc, _, err = _cli(capsys, ["study", "run", str(other), "--tracking-uri", uri,
+    rc, _, err = _cli(capsys, ["study", "run", str(other), "--tracking-uri", tracking_uri,
                                "--storage-path", str(second)])  # fmt: skip
     line = _one_error(err)
     assert rc == 2 and f"with its files under {first}; pass --storage-path {first}" in line
     assert "--name NEW_NAME" in line and not (second / "named").exists()
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(uri)
+    client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name("named")
     assert len(client.search_runs([exp.experiment_id], "tags.`dhkd.role` = 'study'")) == 1
-    rc, out, _ = _cli(capsys, ["study", "status", "named", "--tracking-uri", uri,
+    rc, out, _ = _cli(capsys, ["study", "status", "named", "--tracking-uri", tracking_uri,
                                "--storage-path", str(second)])  # fmt: skip
     assert rc == 0 and "1 COMPLETE" in out
 
 
-def test_read_only_commands_never_write(tmp_path, uri, capsys):
+def test_read_only_commands_never_write(tmp_path, tracking_uri, capsys):
     missing = tmp_path / "none" / "mlflow.db"
     rc, _, err = _cli(capsys, ["study", "status", "x", "--tracking-uri", f"sqlite:///{missing}"])
     assert rc == 2 and "no such tracking store" in _one_error(err)
@@ -257,12 +239,12 @@ def test_a_store_in_an_unwritable_folder_fails_fast(tmp_path, capsys):
     assert rc == 2 and "cannot be written" in _one_error(err)
 
 
-def test_ui_refuses_a_port_it_cannot_serve(tmp_path, uri, capsys):
+def test_ui_refuses_a_port_it_cannot_serve(tmp_path, tracking_uri, capsys):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        rc, out, err = _cli(capsys, ["ui", "--tracking-uri", uri, "--port", str(port)])
+        rc, out, err = _cli(capsys, ["ui", "--tracking-uri", tracking_uri, "--port", str(port)])
     assert rc == 2 and out == "" and f"127.0.0.1:{port}" in _one_error(err)
     assert "--port" in err
     with pytest.raises(SystemExit) as exit_:
