@@ -2,7 +2,11 @@
 (exit 2, naming the holder), SIGKILL of the driver, and the same command again: the study
 completes with exactly num_samples trials, one MLflow run per trial nested under one study run,
 none RUNNING, no metric logged twice at a step, Optuna's states match MLflow's (pitfalls 1, 2,
-3), and each trial's compute is logged."""
+3), and each trial's compute is logged.
+
+The drivers run in subprocesses (each starts its own Ray); `dhkd study status` and the refused
+second driver run in the test's own process, another one than the driver's, which saves a fresh
+interpreter's imports (seconds each on 2 cores) per call."""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ import threading
 import pytest
 import yaml
 from study_helpers import mlflow_runs, optuna_trials
+
+from dhkd.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +46,8 @@ SPEC = {
 }
 
 
-def _command(tmp_path, spec_file):
-    return [sys.executable, "-m", "dhkd", "study", "run", str(spec_file),
-            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+def _command(tmp_path, spec_file, uri):
+    return [sys.executable, "-m", "dhkd", "study", "run", str(spec_file), "--tracking-uri", uri,
             "--storage-path", str(tmp_path / "ray"), "--num-cpus", "2"]  # fmt: skip
 
 
@@ -50,13 +55,10 @@ def _env():
     return {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
 
 
-def test_sigkill_then_rerun_completes_the_study(tmp_path, mlflow_template):
-    import shutil
-
-    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
+def test_sigkill_then_rerun_completes_the_study(tmp_path, tracking_uri, capsys):
     spec_file = tmp_path / "killme.yaml"
     spec_file.write_text(yaml.safe_dump(SPEC))
-    cmd = _command(tmp_path, spec_file)
+    cmd = _command(tmp_path, spec_file, tracking_uri)
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              env=_env(), start_new_session=True)  # fmt: skip
     lines: list[str] = []
@@ -75,7 +77,7 @@ def test_sigkill_then_rerun_completes_the_study(tmp_path, mlflow_template):
     for t in optuna_trials(tmp_path / "ray", "killme"):
         truth[t.state.name] += 1
     assert truth["RUNNING"] == 1, truth
-    status = _status(tmp_path)
+    status = _status(tmp_path, capsys)
     assert status["driver"] and status["driver"]["alive"], status
     assert status["driver"]["pid"] == first.pid
     counts = status["counts"]
@@ -85,16 +87,17 @@ def test_sigkill_then_rerun_completes_the_study(tmp_path, mlflow_template):
     assert running["number"] == truth["COMPLETE"] and running["epoch"] >= 1
     assert status["best"] is not None and status["compute"]["cpu_s"] > 0
 
-    other = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=120)
-    assert other.returncode == 2, other.stdout[-2000:] + other.stderr[-2000:]
-    assert f"pid {first.pid}" in other.stderr and "host " in other.stderr
-    assert "since " in other.stderr
+    rc = main(cmd[3:])  # a second driver, in this process: refused at the lock
+    other = capsys.readouterr()
+    assert rc == 2, other.out[-2000:] + other.err[-2000:]
+    assert f"pid {first.pid}" in other.err and "host " in other.err
+    assert "since " in other.err
     assert first.poll() is None  # the refused driver left the first one alone
 
     os.kill(first.pid, signal.SIGKILL)
     first.wait(30)
     assert first.returncode == -signal.SIGKILL
-    status = _status(tmp_path)
+    status = _status(tmp_path, capsys)
     assert not status["driver"]["alive"] and status["counts"]["INTERRUPTED"] == 1
 
     second = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=400)
@@ -105,7 +108,7 @@ def test_sigkill_then_rerun_completes_the_study(tmp_path, mlflow_template):
     assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)
     assert sorted(t.params["noise.sigma"] for t in trials) == [0.0, 0.2, 0.4]
 
-    study, runs = mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "killme")
+    study, runs = mlflow_runs(tracking_uri, "killme")
     assert study.info.status == "FINISHED"
     assert len(runs) == 3
     assert all(r.info.status == "FINISHED" for r in runs)
@@ -118,19 +121,20 @@ def test_sigkill_then_rerun_completes_the_study(tmp_path, mlflow_template):
         assert run.data.tags["trial_id"] == t.user_attrs["ray_trial_id"]
         assert float(run.data.metrics["objective/pixel_aupro"]) == pytest.approx(t.value)
         assert run.data.metrics["cost/cpu_s"] > 0 and run.data.tags["device"].startswith("cpu")
-    client = __import__("mlflow").tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = __import__("mlflow").tracking.MlflowClient(tracking_uri)
     for run in runs:
         for key in run.data.metrics:
             steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
             assert len(steps) == len(set(steps)), f"{key} logged twice at a step: {steps}"
-    status = _status(tmp_path)
+    status = _status(tmp_path, capsys)
     assert status["driver"] is None and status["counts"]["COMPLETE"] == 3
     assert sum(status["counts"].values()) == 3
 
 
-def _status(tmp_path) -> dict:
-    cmd = [sys.executable, "-m", "dhkd", "study", "status", "killme", "--json",
-           "--storage-path", str(tmp_path / "ray")]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout)
+def _status(tmp_path, capsys) -> dict:
+    """`dhkd study status killme --json`, run in this process (another one than the driver's)."""
+    capsys.readouterr()
+    rc = main(["study", "status", "killme", "--json", "--storage-path", str(tmp_path / "ray")])
+    done = capsys.readouterr()
+    assert rc == 0, done.err[-2000:]
+    return json.loads(done.out)
