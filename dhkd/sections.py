@@ -113,10 +113,12 @@ class OptimConfig(Section):
 class ThresholdConfig(Section):
     """How the good/defective threshold stored with the weights is chosen (dhkd/threshold.py)."""
 
-    mode: Literal["f1_max", "fpr", "good_sigma"] = Field(
+    mode: Literal["f1_max", "fpr", "good_sigma", "between"] = Field(
         "f1_max",
         description="f1_max: best F1 on the validation images; fpr: target_fpr; good_sigma: "
-        "mean + sigmas x standard deviation of the good validation images' scores",
+        "mean + sigmas x standard deviation of the good validation images' scores; between: "
+        "`fraction` of the way from the good validation images' mean score to the defective "
+        "ones' median",
     )
     target_fpr: float = Field(
         0.05, gt=0, lt=1, description="mode fpr: largest share of good images called defective"
@@ -127,6 +129,13 @@ class ThresholdConfig(Section):
         allow_inf_nan=False,
         description="mode good_sigma: standard deviations (ddof 1) of the good validation images' "
         "scores above their mean; needs at least 2 good validation images",
+    )
+    fraction: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="mode between: where the threshold lies from the good validation images' "
+        "mean score (0) to the defective ones' median (1)",
     )
 
 

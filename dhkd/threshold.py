@@ -1,8 +1,11 @@
 """The good/defective threshold on image scores, chosen at training time (config `threshold`).
 
-Three modes: `f1_max` takes the score that maximises F1 on the labelled selection images;
+Four modes: `f1_max` takes the score that maximises F1 on the labelled selection images;
 `fpr` takes the lowest score that calls at most `target_fpr` of the good ones defective;
-`good_sigma` takes mean + `sigmas` x standard deviation of the good ones' scores. An image is
+`good_sigma` takes mean + `sigmas` x standard deviation of the good ones' scores; `between`
+takes the score `fraction` of the way from the good ones' mean to the defective ones' median
+(synthetic defects score higher than real ones, so a threshold that F1 puts just under them
+misses quieter real defects; docs/decisions.md#threshold). An image is
 defective when its score is >= the threshold. The threshold, how it was chosen and on
 which images (`source`) are stored with the weights (dhkd/weights.py), so `dhkd predict`
 decides exactly as the numbers written at training time. `measures` says how well a threshold
@@ -29,13 +32,14 @@ DECISION_METRICS = ("image_f1", *(f"threshold_{m}" for m in THRESHOLD_MEASURES))
 @dataclass(frozen=True)
 class Threshold:
     value: float
-    mode: str  # "f1_max" | "fpr" | "good_sigma"
+    mode: str  # "f1_max" | "fpr" | "good_sigma" | "between"
     target_fpr: float | None  # mode fpr only
     source: str  # which images chose it, e.g. "test" or "validation"
     f1: float  # F1 of the decisions at `value` on those images
     fpr: float  # share of their good images called defective
     recall: float  # share of their defective images called defective
     sigmas: float | None = None  # mode good_sigma only; absent from weights older than it
+    fraction: float | None = None  # mode between only; absent from weights older than it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -154,6 +158,18 @@ def _good_sigma_value(scores: np.ndarray, labels: np.ndarray, sigmas: float) -> 
     return float(good.mean() + sigmas * good.std(ddof=1))
 
 
+def _between_value(scores: np.ndarray, labels: np.ndarray, fraction: float) -> float:
+    good, defective = scores[labels == 0], scores[labels == 1]
+    if good.size == 0 or defective.size == 0:
+        raise DataError(
+            "threshold mode between needs good and defective images among the selection images "
+            f"(found {good.size} good, {defective.size} defective); use threshold.mode=fpr "
+            "when there are good images only"
+        )
+    low = float(good.mean())
+    return low + fraction * (float(np.median(defective)) - low)
+
+
 def choose_threshold(
     scores: np.ndarray, labels: np.ndarray, cfg: ThresholdConfig, source: str
 ) -> Threshold:
@@ -161,11 +177,16 @@ def choose_threshold(
     scores, labels = _check(scores, labels)
     target = cfg.target_fpr if cfg.mode == "fpr" else None
     sigmas = cfg.sigmas if cfg.mode == "good_sigma" else None
+    fraction = cfg.fraction if cfg.mode == "between" else None
     if cfg.mode == "f1_max":
         value = _f1_max_value(scores, labels)
     elif cfg.mode == "fpr":
         value = _fpr_value(scores, labels, cfg.target_fpr)
-    else:
+    elif cfg.mode == "good_sigma":
         value = _good_sigma_value(scores, labels, cfg.sigmas)
+    else:
+        value = _between_value(scores, labels, cfg.fraction)
     r = rates(scores, labels, value)
-    return Threshold(value, cfg.mode, target, source, r["f1"], r["fpr"], r["recall"], sigmas)
+    return Threshold(
+        value, cfg.mode, target, source, r["f1"], r["fpr"], r["recall"], sigmas, fraction
+    )
