@@ -1,4 +1,5 @@
-"""`dhkd rescore`: trained runs scored again under other fusion / smoothing / pooling settings."""
+"""`dhkd rescore`: trained runs scored again under other fusion / smoothing / pooling settings
+and threshold rules."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 
 # the metrics of dhkd.training.evaluate, spelled out to keep the command line's start light
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
+LOO_METRICS = (*METRICS, "threshold_ba_ratio")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,14 +18,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "study trial that kept its weights), compute the level maps of its "
         "validation and test images once and score them under every combination of the "
         "--grid values (score.fusion, score.smoothing_sigma, score.pooling, "
-        "score.topk_fraction, score.pool), beside the run's own setting. Prints, per setting, "
+        "score.topk_fraction, score.pool) and threshold rules (threshold.mode, "
+        "threshold.fraction, threshold.sigmas, threshold.target_fpr: the threshold chosen on "
+        "the validation image scores and how it decides on the test images), beside the run's "
+        "own setting. Prints, per setting, "
         "the mean validation and test metrics over the runs and how many runs each raised or "
         "lowered; choose on the validation columns. The own setting must reproduce the logged "
         "metrics: a warning says when it does not. Default grid: smoothing_sigma "
         "0,2,4,6,8 x pooling max,mean,topk x topk_fraction 0.01,0.03,0.05,0.1. With "
         "--leave-one-out METRIC over runs of 3 or more categories, also shows per held-out "
         "category the setting chosen on the other categories' test METRIC and its numbers on "
-        "the held-out one, and their mean: how a default carries over to an untuned category.",
+        "the held-out one, and their mean: how a default carries over to an untuned category "
+        "(threshold_ba_ratio: how a threshold rule does).",
     )
     p.add_argument(
         "runs",
@@ -37,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="score.KEY=V1,V2",
-        help="values to scan for one score key (repeatable; replaces the default grid)",
+        help="values to scan for one score.* or threshold.* key (repeatable; replaces the "
+        "default grid)",
     )
     p.add_argument("--data", default=None, help="dataset root, if it moved since the runs")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -45,11 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no per-run progress lines")
     p.add_argument(
         "--leave-one-out",
-        choices=METRICS,
+        choices=LOO_METRICS,
         default=None,
         metavar="METRIC",
         help="leave-one-category-out choice on this test metric ("
-        + ", ".join(METRICS)
+        + ", ".join(LOO_METRICS)
         + "); needs runs over 3 or more categories",
     )
     p.set_defaults(func=run)
@@ -67,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         format_leave_one_out,
         format_scan,
         grid_settings,
+        has_thresholds,
         known_categories,
         parse_grid,
         require_loo_categories,
@@ -94,8 +102,9 @@ def run(args: argparse.Namespace) -> int:
             tracking_uri=args.tracking_uri,
         )
     summary = summarise(scans)
-    print(format_scan(scans, summary))
-    data = scan_to_json(scans, summary)
+    thresholds = has_thresholds(settings)
+    print(format_scan(scans, summary, thresholds))
+    data = scan_to_json(scans, summary, thresholds)
     if args.leave_one_out:
         require_loo_categories(list(dict.fromkeys(s.category for s in scans)))
         loo = leave_one_out(category_values(scans), args.leave_one_out)

@@ -32,6 +32,18 @@ MISSING = "–"
 
 Values = dict[str, dict[str, dict[str, float]]]
 
+# how the tables title the stored threshold's measures (dhkd.threshold), beside TITLES' metrics
+DECISION_TITLES = {
+    "threshold_ba_ratio": "Threshold BA ratio",
+    "threshold_recall": "Threshold recall",
+    "threshold_fpr": "Threshold false-alarm rate",
+    "threshold_precision": "Threshold precision",
+}
+
+
+def metric_title(metric: str) -> str:
+    return TITLES.get(metric) or DECISION_TITLES.get(metric, metric)
+
 
 @dataclass(frozen=True)
 class HeldOut:
@@ -195,7 +207,7 @@ def best(mode: str) -> str:
 
 def notes(result: LooResult, labels: dict[str, str], baseline: Baseline | None = None) -> list:
     """What the table shows, as plain sentences."""
-    title = TITLES.get(result.metric, result.metric)
+    title = metric_title(result.metric)
     n = len(result.held_out)
     in_sample = labels.get(result.in_sample, result.in_sample) if result.in_sample else "none"
     out = [
@@ -233,9 +245,9 @@ def to_markdown(
     labels = labels or {}
     head = ["Held-out category", "Chosen on the other categories"]
     for m in metrics:
-        head.append(TITLES.get(m, m))
+        head.append(metric_title(m))
         if baseline is not None:
-            head += [f"{TITLES.get(m, m)}, {baseline.label}", "Δ"]
+            head += [f"{metric_title(m)}, {baseline.label}", "Δ"]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |"]
     lines.append("|:--|:--|" + "|".join("--:" for _ in head[2:]) + "|")
     for row in rows(result, baseline, metrics):
@@ -316,7 +328,7 @@ def to_latex(
     out += [rf"\caption{{{' '.join(c for c in caption if c)}}}", rf"\label{{{label}}}"]
     out.append(r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%")
     out += [rf"\begin{{tabular}}{{@{{}}ll{'c' * per * len(metrics)}@{{}}}}", r"\toprule"]
-    titles = [latex_escape(TITLES.get(m, m)) for m in metrics]
+    titles = [latex_escape(metric_title(m)) for m in metrics]
     if baseline is not None:
         spans = [rf"\multicolumn{{3}}{{c}}{{{t}}}" for t in titles]
         rules = [rf"\cmidrule(lr){{{3 + 3 * i}-{5 + 3 * i}}}" for i in range(len(metrics))]

@@ -4,9 +4,12 @@ How an image's per-level maps become its anomaly map and its score (fusion, smoo
 pooling) acts after the model, so one trained run answers for every such setting. For each
 unit of a run (category, seed) the level maps of its validation and test images are computed
 once, as evaluation computes them; each setting then fuses, smooths and pools them, and the
-metrics of both folds are taken. The run's own setting is scored first and must give the
-numbers its metrics.json logged: when it does not, the data, code or device changed since the
-run (`dhkd reproduce` tells which), and the scan says so.
+metrics of both folds are taken. A setting may also change the `threshold` rule: the threshold
+is chosen on the validation images' scores as training chooses it, and how it decides on the
+test images (threshold.measures) is recorded beside the metrics; the maps of a score part are
+fused once for every threshold rule that shares it. The run's own setting is scored first and
+must give the numbers its metrics.json logged: when it does not, the data, code or device
+changed since the run (`dhkd reproduce` tells which), and the scan says so.
 
 A setting is chosen on the validation images of the run's selection protocol; the test
 columns are what it would report, shown beside it, never the ground for the choice. Over
@@ -37,74 +40,132 @@ from dhkd.report.loo import LooResult, to_markdown
 from dhkd.runs.layout import RunFolder
 from dhkd.runs.load import fetch_weights, load_run
 from dhkd.runs.tracking import DEFAULT_TRACKING_URI
-from dhkd.sections import ScoreConfig
+from dhkd.sections import ScoreConfig, ThresholdConfig
+from dhkd.threshold import choose_threshold, measures
 from dhkd.training.evaluate import METRICS
 
 SCANNED = ("fusion", "smoothing_sigma", "pooling", "topk_fraction", "pool")
+THRESHOLD = "threshold."  # grid keys of the threshold rule: "threshold.<key>"
+THRESHOLD_SCANNED = ("mode", "fraction", "sigmas", "target_fpr")
+# the key each threshold mode reads besides `mode`; the others are dropped from its settings
+MODE_KEYS = {"between": "fraction", "good_sigma": "sigmas", "fpr": "target_fpr"}
+# (fold, threshold.measures name) recorded per setting as "<fold>/threshold_<name>"
+THRESHOLD_COLUMNS = (
+    ("val", "ba_ratio"),
+    ("test", "ba_ratio"),
+    ("test", "recall"),
+    ("test", "fpr"),
+    ("test", "precision"),
+)
+THRESHOLD_METRIC = "threshold_ba_ratio"  # the threshold columns' criterion
 DEFAULT_GRID: dict[str, list[Any]] = {
     "smoothing_sigma": [0.0, 2.0, 4.0, 6.0, 8.0],
     "pooling": ["max", "mean", "topk"],
     "topk_fraction": [0.01, 0.03, 0.05, 0.1],
 }
 AS_TRAINED = "as trained"
-SHORT = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pixel_aupro": "AU-PRO"}
+SHORT = {
+    "image_auroc": "image AUROC",
+    "pixel_auroc": "pixel AUROC",
+    "pixel_aupro": "AU-PRO",
+    "threshold_ba_ratio": "BA ratio",
+    "threshold_recall": "recall",
+    "threshold_fpr": "FPR",
+    "threshold_precision": "precision",
+}
 LOGGED_TOLERANCE = 1e-6
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
-    """["score.smoothing_sigma=2,4,6", "score.pooling=max"] -> {"smoothing_sigma": [2, 4, 6],
-    "pooling": ["max"]}; each value is checked as `score` checks it."""
+    """["score.smoothing_sigma=2,4,6", "threshold.mode=f1_max,between"] ->
+    {"smoothing_sigma": [2, 4, 6], "threshold.mode": ["f1_max", "between"]}: score keys bare,
+    threshold keys with their prefix; each value is checked as `score` or `threshold` checks
+    it."""
     grid: dict[str, list[Any]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        name = key.strip().removeprefix("score.")
+        key = key.strip()
         if not sep or not raw.strip():
             raise ConfigError(
-                f"grid '{item}' must look like score.KEY=V1,V2,..., e.g. "
-                "score.smoothing_sigma=2,4,6"
+                f"grid '{item}' must look like score.KEY=V1,V2,... or threshold.KEY=V1,V2,..., "
+                "e.g. score.smoothing_sigma=2,4,6"
             )
-        if name not in SCANNED:
+        threshold = key.startswith(THRESHOLD)
+        section = THRESHOLD if threshold else "score."
+        name = key.removeprefix(section)
+        known, model = (THRESHOLD_SCANNED, ThresholdConfig) if threshold else (SCANNED, ScoreConfig)
+        if name not in known:
             raise ConfigError(
-                f"grid key '{key.strip()}' cannot be scanned after training; choose from "
-                + ", ".join(f"score.{k}" for k in SCANNED)
+                f"grid key '{key}' cannot be scanned after training; choose from "
+                + ", ".join(
+                    [f"score.{k}" for k in SCANNED] + [THRESHOLD + k for k in THRESHOLD_SCANNED]
+                )
                 + " (score.level_norm is calibrated while training)"
             )
         values = [parse_overrides([f"v={v.strip()}"])["v"] for v in raw.split(",")]
         for value in values:
             try:
-                ScoreConfig.model_validate({name: value})
+                model.model_validate({name: value})
             except ValidationError as exc:
                 raise ConfigError(
-                    describe_validation_error(exc).replace("'" + name, "'score." + name)
+                    describe_validation_error(exc).replace("'" + name, "'" + section + name)
                 ) from None
-        grid[name] = list(dict.fromkeys(values))
+        grid[key if threshold else name] = list(dict.fromkeys(values))
     return grid
 
 
 def grid_settings(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """The cross product of the grid as overrides of the run's own `score`, without
-    duplicates: topk_fraction is dropped where the pooling is not topk."""
+    """The cross product of the grid as overrides of the run's own `score` and `threshold`,
+    without duplicates: topk_fraction is dropped where the pooling is not topk, and
+    threshold.fraction / sigmas / target_fpr where the threshold mode does not read them."""
     keys = list(grid)
     out: list[dict[str, Any]] = []
     for values in itertools.product(*(grid[k] for k in keys)):
         over = dict(zip(keys, values, strict=True))
         if over.get("pooling", "topk") != "topk":
             over.pop("topk_fraction", None)
+        if THRESHOLD + "mode" in over:
+            kept = MODE_KEYS.get(over[THRESHOLD + "mode"])
+            for name in MODE_KEYS.values():
+                if name != kept:
+                    over.pop(THRESHOLD + name, None)
         if over not in out:
             out.append(over)
     return out
 
 
+def has_thresholds(settings: list[dict[str, Any]]) -> bool:
+    """Whether some setting changes the threshold rule (the scan then shows its columns)."""
+    return any(k.startswith(THRESHOLD) for over in settings for k in over)
+
+
+def score_part(over: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in over.items() if not k.startswith(THRESHOLD)}
+
+
+def threshold_part(over: dict[str, Any]) -> dict[str, Any]:
+    return {k[len(THRESHOLD) :]: v for k, v in over.items() if k.startswith(THRESHOLD)}
+
+
 def setting_label(over: dict[str, Any]) -> str:
     if not over:
         return AS_TRAINED
-    names = {"smoothing_sigma": "sigma", "topk_fraction": "top"}
+    names = {
+        "smoothing_sigma": "sigma",
+        "topk_fraction": "top",
+        THRESHOLD + "mode": "threshold",
+        THRESHOLD + "fraction": "fraction",
+        THRESHOLD + "sigmas": "sigmas",
+        THRESHOLD + "target_fpr": "target_fpr",
+    }
     return " ".join(f"{names.get(k, k)}={v}" for k, v in over.items())
 
 
 @dataclass
 class UnitScan:
-    """One unit of a run under every setting: {label: {"val/<metric>": v, "test/<metric>": v}}."""
+    """One unit of a run under every setting: {label: {"val/<metric>": v, "test/<metric>": v}},
+    the metrics of METRICS and the threshold measures of THRESHOLD_COLUMNS
+    ("<fold>/threshold_<name>")."""
 
     run: str
     category: str
@@ -129,18 +190,24 @@ def _logged_unit(metrics: dict[str, Any], category: str, seed: int) -> dict[str,
         if (u["category"], int(u["seed"])) == (category, seed):
             val = u.get("val") or {}
             out = {f"test/{m}": float(u[m]) for m in METRICS if m in u}
-            return out | {f"val/{m}": float(val[m]) for m in METRICS if m in val}
+            out |= {f"val/{m}": float(val[m]) for m in METRICS if m in val}
+            for fold, name in THRESHOLD_COLUMNS:
+                logged = val if fold == "val" else u
+                if f"threshold_{name}" in logged:
+                    out[f"{fold}/threshold_{name}"] = float(logged[f"threshold_{name}"])
+            return out
     return {}
 
 
 def _logged_category(metrics: dict[str, float], category: str) -> dict[str, float]:
     """A study trial's logged metrics of one category ("<fold>/<category>/<metric>")."""
     out = {}
-    for fold in ("val", "test"):
-        for m in METRICS:
-            key = f"{fold}/{category}/{m}"
-            if key in metrics:
-                out[f"{fold}/{m}"] = float(metrics[key])
+    wanted = [(fold, m) for fold in ("val", "test") for m in METRICS]
+    wanted += [(fold, f"threshold_{name}") for fold, name in THRESHOLD_COLUMNS]
+    for fold, m in wanted:
+        key = f"{fold}/{category}/{m}"
+        if key in metrics:
+            out[f"{fold}/{m}"] = float(metrics[key])
     return out
 
 
@@ -184,10 +251,22 @@ def _source(ref: str, workdir: str, tracking_uri: str | None) -> _Source:
     )
 
 
-def _evaluate(unit, batches, split, score: dict[str, Any]) -> dict[str, float]:
+def _evaluate(unit, batches, split, score: dict[str, Any]) -> tuple[dict[str, float], Any]:
+    """The metrics of `split` under `score`, and its image scores."""
     scores, maps = unit.fuse_batches(batches, score)
     values = evaluate_maps(maps, split.masks, image_scores=scores)
-    return {m: float(values[m]) for m in METRICS}
+    return {m: float(values[m]) for m in METRICS}, scores
+
+
+def _threshold_values(val, val_scores, test, test_scores, cfg, source) -> dict[str, float]:
+    """The threshold of `cfg` chosen on the validation scores, and threshold.measures of its
+    decisions on both folds, as THRESHOLD_COLUMNS names them."""
+    value = choose_threshold(val_scores, val.labels, cfg, source).value
+    on = {
+        "val": measures(val_scores, val.labels, value),
+        "test": measures(test_scores, test.labels, value),
+    }
+    return {f"{fold}/threshold_{name}": on[fold][name] for fold, name in THRESHOLD_COLUMNS}
 
 
 def scan_run(
@@ -224,6 +303,16 @@ def _scan(src: _Source, settings, data_root, device: str, progress: bool) -> lis
         raise DataError(f"the run's data root {root} {what}; pass --data ROOT of the same dataset")
     selection = src.selection or protocol_label(cfg.selection.protocol)
     base = cfg.score.fusion_args()
+    source = "test" if cfg.selection.protocol == "test" else "validation"  # as training
+    own = cfg.threshold.model_dump()
+    rules = {}  # label -> (index of its score part, its threshold config)
+    parts: list[dict[str, Any]] = []  # the distinct score settings, each fused once
+    for over in [{}, *settings]:
+        score = {**base, **score_part(over)}
+        if score not in parts:
+            parts.append(score)
+        rule = ThresholdConfig.model_validate({**own, **threshold_part(over)})
+        rules[setting_label(over)] = (parts.index(score), rule)
     scans, data = [], {}
     for entry in weights["units"]:
         category, seed = str(entry["category"]), int(entry["seed"])
@@ -236,22 +325,26 @@ def _scan(src: _Source, settings, data_root, device: str, progress: bool) -> lis
         scan = UnitScan(src.label, category, seed, selection)
         val, test = data[category].validation, data[category].test()
         folds = [("val", val)] + ([] if test is val else [("test", test)])
+        fused = {}  # (fold, score part) -> (metrics, image scores)
         for fold, split in folds:
             batches = list(unit.level_map_batches(split))
-            for over in [{}, *settings]:
-                values = _evaluate(unit, batches, split, {**base, **over})
-                row = scan.results.setdefault(setting_label(over), {})
-                row.update({f"{fold}/{m}": v for m, v in values.items()})
+            for i, score in enumerate(parts):
+                fused[fold, i] = _evaluate(unit, batches, split, score)
         if test is val:  # selection `test`: the validation images are the test images
-            for row in scan.results.values():
-                row.update({f"test/{m}": row[f"val/{m}"] for m in METRICS})
+            fused |= {("test", i): fused["val", i] for i in range(len(parts))}
+        for label, (i, rule) in rules.items():
+            (val_values, val_scores), (test_values, test_scores) = fused["val", i], fused["test", i]
+            row = {f"val/{m}": v for m, v in val_values.items()}
+            row |= {f"test/{m}": v for m, v in test_values.items()}
+            row |= _threshold_values(val, val_scores, test, test_scores, rule, source)
+            scan.results[label] = row
         if not src.per_category:
             scan.logged_gap = _gap([scan.results[AS_TRAINED]], src.logged(category, seed))
         scans.append(scan)
         if progress:
             took = time.perf_counter() - start
-            count = len(settings)
-            print(f"rescored {src.label}: {category}/seed{seed}, {count} settings, {took:.1f} s")
+            count = f"{len(settings)} settings, {len(parts)} score parts"
+            print(f"rescored {src.label}: {category}/seed{seed}, {count}, {took:.1f} s")
     if src.per_category:
         for category in data:
             units = [s for s in scans if s.category == category]
@@ -288,34 +381,51 @@ def summarise(scans: list[UnitScan]) -> list[SettingSummary]:
     return out
 
 
-def best_on_validation(summary: list[SettingSummary]) -> dict[str, str]:
-    """{metric: label of the setting with the highest mean validation value} (the first of
-    equals, so the as-trained setting wins a tie)."""
+def chosen_metrics(thresholds: bool) -> tuple[str, ...]:
+    """The metrics a setting is chosen on: METRICS, and the threshold's BA ratio when the grid
+    changes the threshold rule."""
+    return (*METRICS, THRESHOLD_METRIC) if thresholds else METRICS
+
+
+def best_on_validation(summary: list[SettingSummary], thresholds: bool = False) -> dict[str, str]:
+    """{metric: label of the setting with the highest mean validation value} over
+    chosen_metrics(thresholds) (the first of equals, so the as-trained setting wins a tie)."""
     best = {}
-    for m in METRICS:
+    for m in chosen_metrics(thresholds):
         top = max(s.means[f"val/{m}"] for s in summary)
         best[m] = next(s.label for s in summary if s.means[f"val/{m}"] == top)
     return best
 
 
-def format_scan(scans: list[UnitScan], summary: list[SettingSummary]) -> str:
+def format_scan(
+    scans: list[UnitScan], summary: list[SettingSummary], thresholds: bool = False
+) -> str:
+    """The table of settings; with `thresholds` (the grid changes the threshold rule) also the
+    columns of THRESHOLD_COLUMNS."""
     n = len(scans)
     selections = sorted({s.selection for s in scans})
     lines = [
         f"{n} unit(s); validation: {'; '.join(selections)}",
         "mean over units, % (units higher / lower than as trained); choose on the val columns",
     ]
-    heads = [f"{fold} {SHORT[m]}" for fold in ("val", "test") for m in METRICS]
+    columns = [(fold, m) for fold in ("val", "test") for m in METRICS]
+    if thresholds:
+        columns += [(fold, f"threshold_{name}") for fold, name in THRESHOLD_COLUMNS]
+    heads = [f"{fold} {SHORT[m]}" for fold, m in columns]
     width = max(len(s.label) for s in summary)
     lines.append(f"{'setting':<{width}}  " + "  ".join(f"{h:>16}" for h in heads))
     for s in summary:
         cells = []
-        for fold in ("val", "test"):
-            for m in METRICS:
-                k = f"{fold}/{m}"
-                cells.append(f"{100 * s.means[k]:.2f} ({s.higher[k]}/{s.lower[k]})")
+        for fold, m in columns:
+            k = f"{fold}/{m}"
+            cells.append(f"{100 * s.means[k]:.2f} ({s.higher[k]}/{s.lower[k]})")
         lines.append(f"{s.label:<{width}}  " + "  ".join(f"{c:>16}" for c in cells))
-    best = best_on_validation(summary)
+    if thresholds:
+        lines.append(
+            "threshold: chosen on each unit's validation image scores by the setting's "
+            "threshold rule; BA ratio = its balanced accuracy / the best threshold's"
+        )
+    best = best_on_validation(summary, thresholds)
     lines.append("best on validation: " + "; ".join(f"{SHORT[m]}: {v}" for m, v in best.items()))
     unchecked = [f"{s.run} {s.category}/seed{s.seed}" for s in scans if s.logged_gap is None]
     if unchecked:
@@ -332,7 +442,9 @@ def format_scan(scans: list[UnitScan], summary: list[SettingSummary]) -> str:
     return "\n".join(lines)
 
 
-def scan_to_json(scans: list[UnitScan], summary: list[SettingSummary]) -> dict[str, Any]:
+def scan_to_json(
+    scans: list[UnitScan], summary: list[SettingSummary], thresholds: bool = False
+) -> dict[str, Any]:
     return {
         "units": [
             {
@@ -349,7 +461,7 @@ def scan_to_json(scans: list[UnitScan], summary: list[SettingSummary]) -> dict[s
             {"setting": s.label, "mean": s.means, "higher": s.higher, "lower": s.lower}
             for s in summary
         ],
-        "best_on_validation": best_on_validation(summary) if summary else {},
+        "best_on_validation": best_on_validation(summary, thresholds) if summary else {},
     }
 
 
@@ -386,21 +498,24 @@ def require_loo_categories(categories: list[str]) -> None:
 
 def category_values(scans: list[UnitScan]) -> dict[str, dict[str, dict[str, float]]]:
     """values[setting][category][metric]: the mean over the category's units (seeds, runs) of
-    each test metric, as dhkd.report.loo.leave_one_out takes it."""
+    each test metric and test threshold measure ("threshold_<name>"), as
+    dhkd.report.loo.leave_one_out takes it."""
     categories = list(dict.fromkeys(s.category for s in scans))
     values: dict[str, dict[str, dict[str, float]]] = {}
     for label in scans[0].results if scans else []:
         values[label] = {}
         for category in categories:
             units = [s.results[label] for s in scans if s.category == category]
+            keys = [k for k in units[0] if k.startswith("test/")]
             values[label][category] = {
-                m: math.fsum(u[f"test/{m}"] for u in units) / len(units) for m in METRICS
+                k.removeprefix("test/"): math.fsum(u[k] for u in units) / len(units) for k in keys
             }
     return values
 
 
 def format_leave_one_out(result: LooResult) -> str:
-    """A one-line header (what chooses, the in-sample choice) above loo's Markdown table."""
+    """A one-line header (what chooses, the in-sample choice) above loo's Markdown table: of
+    the map metrics, or, chosen on the threshold's BA ratio, of the test threshold measures."""
     metric = SHORT[result.metric]
     header = (
         f"leave-one-category-out on test {metric}: for each held-out category the setting is "
@@ -409,4 +524,7 @@ def format_leave_one_out(result: LooResult) -> str:
         f"{result.in_sample}"
     )
     title = f"Leave-one-category-out, chosen on test {metric}"
+    if result.metric.startswith("threshold_"):
+        shown = tuple(f"threshold_{name}" for fold, name in THRESHOLD_COLUMNS if fold == "test")
+        return header + "\n\n" + to_markdown(result, title=title, metrics=shown)
     return header + "\n\n" + to_markdown(result, title=title)

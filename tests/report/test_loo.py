@@ -163,6 +163,19 @@ def test_markdown_shows_choices_numbers_and_the_baseline_difference():
     assert "kNN" not in plain and "| a | B * | 80.0 | 85.0 | 75.0 |" in plain
 
 
+def test_threshold_measures_are_titled_as_columns_and_as_the_criterion():
+    values = {
+        col: {cat: {"threshold_ba_ratio": v, "threshold_fpr": 1 - v} for cat, v in cats.items()}
+        for col, cats in {"A": {"a": 0.9, "b": 0.8, "c": 0.7}, "B": {"a": 0.6, "b": 0.9}}.items()
+    }
+    result = leave_one_out(values, "threshold_ba_ratio")
+    md = to_markdown(result, metrics=("threshold_ba_ratio", "threshold_fpr"))
+    head = "| Held-out category | Chosen on the other categories | Threshold BA ratio |"
+    assert head + " Threshold false-alarm rate |" in md
+    assert "| a | A | 90.0 | 10.0 |" in md and "| c | A | 70.0 | 30.0 |" in md
+    assert "the highest mean Threshold BA ratio over the other 2 categories" in md
+
+
 def test_csv_has_one_decimal_percent_and_the_choice_per_row():
     result = leave_one_out(full_values(), "pixel_aupro")
     rows = list(csv.DictReader(io.StringIO(to_csv(result, {"A": "σ 0.0"}, REF))))

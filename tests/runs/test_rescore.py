@@ -1,7 +1,8 @@
 """`dhkd rescore`: a trained run scored under other score settings gives what training with
 those settings gives, its own setting reproduces the logged metrics, and bad grids are
-refused with the key named; over three categories, the leave-one-category-out choice is what
-dhkd.report.loo gives on the scan's test numbers."""
+refused with the key named; a threshold rule decides as dhkd.threshold decides on the run's
+scores; over three categories, the leave-one-category-out choice is what dhkd.report.loo gives
+on the scan's test numbers."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from dhkd.runs.rescore import (
     setting_label,
     summarise,
 )
+from dhkd.sections import ThresholdConfig
+from dhkd.threshold import choose_threshold, measures
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 
@@ -105,11 +108,104 @@ def test_grid_is_a_cross_product_without_duplicates():
         ("score.pooling=median", r"'score\.pooling'.*median"),
         ("score.topk_fraction=0,0.1", r"'score\.topk_fraction'"),
         ("score.pooling", r"must look like score\.KEY=V1,V2"),
+        ("threshold.mode=f1_max,median", r"'threshold\.mode'.*median"),
+        ("threshold.fraction=1.5", r"'threshold\.fraction'"),
+        ("threshold.value=0.5", r"'threshold\.value' cannot be scanned.*threshold\.mode"),
     ],
 )
 def test_bad_grids_name_the_key(item, message):
     with pytest.raises(ConfigError, match=message):
         parse_grid([item])
+
+
+def test_threshold_keys_drop_what_the_mode_does_not_read():
+    grid = parse_grid(["threshold.mode=f1_max,between", "threshold.fraction=0.1,0.5"])
+    assert grid == {"threshold.mode": ["f1_max", "between"], "threshold.fraction": [0.1, 0.5]}
+    settings = grid_settings(grid)
+    assert settings == [
+        {"threshold.mode": "f1_max"},
+        {"threshold.mode": "between", "threshold.fraction": 0.1},
+        {"threshold.mode": "between", "threshold.fraction": 0.5},
+    ]
+    assert [setting_label(s) for s in settings] == [
+        "threshold=f1_max",
+        "threshold=between fraction=0.1",
+        "threshold=between fraction=0.5",
+    ]
+    mixed = grid_settings(parse_grid(["score.pooling=max", "threshold.mode=fpr,between"]))
+    assert mixed == [
+        {"pooling": "max", "threshold.mode": "fpr"},
+        {"pooling": "max", "threshold.mode": "between"},
+    ]
+
+
+def _unit_scores(run, root):
+    """The run's one unit scored directly: (validation, test) as (image scores, labels)."""
+    import torch
+
+    from dhkd.config import build_config
+    from dhkd.features import default_feature_cache
+    from dhkd.inference import Predictor
+    from dhkd.runs.layout import RunFolder
+    from dhkd.training.data import CategoryData
+    from dhkd.weights import load_weights
+
+    weights = load_weights(RunFolder(run).checkpoint)
+    (entry,) = weights["units"]
+    category, seed = entry["category"], int(entry["seed"])
+    unit = Predictor.from_weights(weights, category, seed, "cpu").unit
+    cfg = build_config(weights["config"])
+    data = CategoryData(
+        cfg, root, category, default_feature_cache(), torch.device("cpu"), with_train=False
+    )
+    val, test = data.validation, data.test()
+    return (unit.predict(val)[0], val.labels), (unit.predict(test)[0], test.labels)
+
+
+def test_threshold_rules_decide_as_on_the_runs_own_scores(trained, synthetic_root, monkeypatch):
+    """Each rule's threshold is chosen on the unit's validation scores and measured on its test
+    scores; the rules share the run's score setting, so its maps are fused once per fold; the
+    run's own rule (f1_max) gives the threshold numbers its metrics.json logged."""
+    from dhkd.methods.base import MethodUnit
+
+    fused, fuse_batches = [], MethodUnit.fuse_batches
+
+    def spy(self, batches, score=None):
+        fused.append(score)
+        return fuse_batches(self, batches, score)
+
+    monkeypatch.setattr(MethodUnit, "fuse_batches", spy)
+    settings = grid_settings(
+        parse_grid(["threshold.mode=f1_max,between", "threshold.fraction=0.1,0.5"])
+    )
+    (scan,) = scan_run(trained, settings, progress=False)
+    assert len(fused) == 2  # validation and test, once each for the four settings
+    assert list(scan.results) == [AS_TRAINED, *map(setting_label, settings)]
+    (val_scores, val_labels), (test_scores, test_labels) = _unit_scores(trained, synthetic_root)
+    for over in settings:
+        rule = ThresholdConfig(
+            mode=over["threshold.mode"],
+            **({"fraction": over["threshold.fraction"]} if "threshold.fraction" in over else {}),
+        )
+        value = choose_threshold(val_scores, val_labels, rule, "validation").value
+        on_val, on_test = (
+            measures(val_scores, val_labels, value),
+            measures(test_scores, test_labels, value),
+        )
+        row = scan.results[setting_label(over)]
+        assert row["val/threshold_ba_ratio"] == pytest.approx(on_val["ba_ratio"], abs=1e-12)
+        for name in ("ba_ratio", "recall", "fpr", "precision"):
+            assert row[f"test/threshold_{name}"] == pytest.approx(on_test[name], abs=1e-12)
+    between = [scan.results[setting_label(s)]["test/threshold_recall"] for s in settings[1:]]
+    assert between[0] >= between[1]  # a lower threshold calls at least as many defective
+    logged = json.loads((trained / "metrics.json").read_text())["units"][0]
+    own = scan.results[AS_TRAINED]
+    assert own == scan.results["threshold=f1_max"]
+    assert own["test/threshold_ba_ratio"] == pytest.approx(logged["threshold_ba_ratio"], abs=1e-9)
+    assert own["val/threshold_ba_ratio"] == pytest.approx(
+        logged["val"]["threshold_ba_ratio"], abs=1e-9
+    )
+    assert scan.logged_gap is not None and scan.logged_gap < 1e-6
 
 
 def test_a_moved_dataset_or_a_mistyped_run_is_named(trained, tmp_path):
@@ -126,6 +222,7 @@ def test_cli_prints_the_table_and_writes_json(trained, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "choose on the val columns" in text and "best on validation" in text
     assert "sigma=2" in text and "warning" not in text
+    assert "BA ratio" not in text  # no threshold columns: the grid keeps the run's rule
     data = json.loads(out.read_text())
     assert [s["setting"] for s in data["summary"]] == [AS_TRAINED, "sigma=2", "sigma=4"]
     assert data["units"][0]["logged_gap"] < 1e-6
@@ -185,7 +282,9 @@ def test_leave_one_out_chooses_on_the_other_categories(three_categories, tmp_pat
         for category in dict.fromkeys(u["category"] for u in data["units"]):
             units = [u["results"][label] for u in data["units"] if u["category"] == category]
             values.setdefault(label, {})[category] = {
-                m: statistics.fmean(u[f"test/{m}"] for u in units) for m in METRICS
+                k.removeprefix("test/"): statistics.fmean(u[k] for u in units)
+                for k in units[0]
+                if k.startswith("test/")
             }
     expected = leave_one_out(values, "pixel_aupro")
     assert expected.categories == ["widget", "stripes", "gadget"]
@@ -208,3 +307,40 @@ def test_leave_one_out_over_two_categories_is_refused_before_scoring(three_categ
     assert "rescored" not in captured.out  # no unit was scored
     assert "needs runs over at least 3 categories" in captured.err
     assert "have 2: widget, stripes. Pass runs of more categories" in captured.err
+
+
+def test_leave_one_out_on_the_threshold_ba_ratio(three_categories, tmp_path, capsys):
+    out = tmp_path / "scan.json"
+    args = ["rescore", *map(str, three_categories), "--grid", "threshold.mode=f1_max,between"]
+    args += ["--grid", "threshold.fraction=0,1", "--leave-one-out", "threshold_ba_ratio"]
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    labels = [
+        AS_TRAINED,
+        "threshold=f1_max",
+        "threshold=between fraction=0",
+        "threshold=between fraction=1",
+    ]
+    assert [s["setting"] for s in data["summary"]] == labels
+    assert "val BA ratio" in text and "test FPR" in text and "test precision" in text
+    assert set(data["best_on_validation"]) == {*METRICS, "threshold_ba_ratio"}
+    values = {}  # setting -> category -> test threshold ba_ratio, the mean over the units
+    for label in labels:
+        for category in ("widget", "stripes", "gadget"):
+            units = [u["results"][label] for u in data["units"] if u["category"] == category]
+            values.setdefault(label, {})[category] = {
+                "threshold_ba_ratio": statistics.fmean(u["test/threshold_ba_ratio"] for u in units)
+            }
+    expected = leave_one_out(values, "threshold_ba_ratio")
+    loo = data["leave_one_out"]
+    assert [h["chosen"] for h in loo["held_out"]] == [h.chosen for h in expected.held_out]
+    assert loo["estimate"]["threshold_ba_ratio"] == pytest.approx(
+        expected.estimate["threshold_ba_ratio"], abs=1e-12
+    )
+    assert set(loo["estimate"]) >= {"threshold_recall", "threshold_fpr", "threshold_precision"}
+    assert "chosen on test BA ratio" in text
+    head = "| Held-out category | Chosen on the other categories | Threshold BA ratio |"
+    assert head + " Threshold recall | Threshold false-alarm rate | Threshold precision |" in text
+    for h in expected.held_out:
+        assert f"| {h.category} | {h.chosen}" in text
