@@ -117,8 +117,8 @@ class ThresholdConfig(Section):
         "f1_max",
         description="f1_max: best F1 on the validation images; fpr: target_fpr; good_sigma: "
         "mean + sigmas x standard deviation of the good validation images' scores; between: "
-        "`fraction` of the way from the good validation images' mean score to the defective "
-        "ones' median",
+        "`fraction` of the way from the good validation images' mean score to the f1_max "
+        "threshold",
     )
     target_fpr: float = Field(
         0.05, gt=0, lt=1, description="mode fpr: largest share of good images called defective"
@@ -135,7 +135,7 @@ class ThresholdConfig(Section):
         ge=0,
         le=1,
         description="mode between: where the threshold lies from the good validation images' "
-        "mean score (0) to the defective ones' median (1)",
+        "mean score (0) to the f1_max threshold (1)",
     )
 
 

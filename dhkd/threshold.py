@@ -3,8 +3,8 @@
 Four modes: `f1_max` takes the score that maximises F1 on the labelled selection images;
 `fpr` takes the lowest score that calls at most `target_fpr` of the good ones defective;
 `good_sigma` takes mean + `sigmas` x standard deviation of the good ones' scores; `between`
-takes the score `fraction` of the way from the good ones' mean to the defective ones' median
-(synthetic defects score higher than real ones, so a threshold that F1 puts just under them
+takes the score `fraction` of the way from the good ones' mean to the `f1_max` threshold
+(synthetic defects score higher than real ones, so the threshold F1 puts just under them
 misses quieter real defects; docs/decisions.md#threshold). An image is
 defective when its score is >= the threshold. The threshold, how it was chosen and on
 which images (`source`) are stored with the weights (dhkd/weights.py), so `dhkd predict`
@@ -159,15 +159,15 @@ def _good_sigma_value(scores: np.ndarray, labels: np.ndarray, sigmas: float) -> 
 
 
 def _between_value(scores: np.ndarray, labels: np.ndarray, fraction: float) -> float:
-    good, defective = scores[labels == 0], scores[labels == 1]
-    if good.size == 0 or defective.size == 0:
+    good = scores[labels == 0]
+    if good.size == 0 or not (labels == 1).any():
         raise DataError(
             "threshold mode between needs good and defective images among the selection images "
-            f"(found {good.size} good, {defective.size} defective); use threshold.mode=fpr "
-            "when there are good images only"
+            f"(found {good.size} good, {int((labels == 1).sum())} defective); use "
+            "threshold.mode=fpr when there are good images only"
         )
     low = float(good.mean())
-    return low + fraction * (float(np.median(defective)) - low)
+    return low + fraction * (_f1_max_value(scores, labels) - low)
 
 
 def choose_threshold(

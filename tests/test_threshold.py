@@ -140,15 +140,17 @@ def test_good_sigma_needs_two_good_images_and_a_finite_non_negative_k():
             ThresholdConfig(mode="good_sigma", sigmas=bad)
 
 
-def test_between_lies_a_fraction_of_the_way_from_the_good_mean_to_the_defective_median():
+def test_between_lies_a_fraction_of_the_way_from_the_good_mean_to_the_f1_max_threshold():
     scores = np.array([1.0, 2.0, 3.0, 4.0, 10.0, 6.0, 20.0])
     labels = np.array([0, 0, 0, 0, 1, 1, 1])
-    t = choose_threshold(scores, labels, ThresholdConfig(mode="between", fraction=0.25), "v")
-    assert t.value == pytest.approx(2.5 + 0.25 * (10.0 - 2.5))  # 4.375
-    assert (t.mode, t.fraction, t.sigmas, t.target_fpr) == ("between", 0.25, None, None)
+    f1_max = choose_threshold(scores, labels, ThresholdConfig(), "v").value
+    assert f1_max == 6.0  # all three defective images above, no good one
+    t = choose_threshold(scores, labels, ThresholdConfig(mode="between", fraction=0.5), "v")
+    assert t.value == pytest.approx(2.5 + 0.5 * (6.0 - 2.5))  # 4.25
+    assert (t.mode, t.fraction, t.sigmas, t.target_fpr) == ("between", 0.5, None, None)
     assert (t.fpr, t.recall) == (0.0, 1.0)
     ends = [ThresholdConfig(mode="between", fraction=f) for f in (0.0, 1.0)]
-    assert [choose_threshold(scores, labels, c, "v").value for c in ends] == [2.5, 10.0]
+    assert [choose_threshold(scores, labels, c, "v").value for c in ends] == [2.5, 6.0]
     assert choose_threshold(scores, labels, ThresholdConfig(mode="fpr"), "v").fraction is None
     with pytest.raises(DataError, match=r"between needs good and defective.*0 defective.*fpr"):
         choose_threshold(np.array([0.1, 0.2]), np.array([0, 0]), ends[0], "v")
