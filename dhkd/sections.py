@@ -114,7 +114,7 @@ class ThresholdConfig(Section):
     """How the good/defective threshold stored with the weights is chosen (dhkd/threshold.py)."""
 
     mode: Literal["f1_max", "fpr", "good_sigma", "between"] = Field(
-        "f1_max",
+        "between",
         description="f1_max: best F1 on the validation images; fpr: target_fpr; good_sigma: "
         "mean + sigmas x standard deviation of the good validation images' scores; between: "
         "`fraction` of the way from the good validation images' mean score to the f1_max "
@@ -131,7 +131,7 @@ class ThresholdConfig(Section):
         "scores above their mean; needs at least 2 good validation images",
     )
     fraction: float = Field(
-        0.25,
+        0.55,
         ge=0,
         le=1,
         description="mode between: where the threshold lies from the good validation images' "

@@ -5,7 +5,7 @@ Four modes: `f1_max` takes the score that maximises F1 on the labelled selection
 `good_sigma` takes mean + `sigmas` x standard deviation of the good ones' scores; `between`
 takes the score `fraction` of the way from the good ones' mean to the `f1_max` threshold
 (synthetic defects score higher than real ones, so the threshold F1 puts just under them
-misses quieter real defects; docs/decisions.md#threshold). An image is
+misses quieter real defects; docs/decisions.md#threshold-mode). An image is
 defective when its score is >= the threshold. The threshold, how it was chosen and on
 which images (`source`) are stored with the weights (dhkd/weights.py), so `dhkd predict`
 decides exactly as the numbers written at training time. `measures` says how well a threshold

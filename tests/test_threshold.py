@@ -26,7 +26,7 @@ def test_f1_max_picks_the_best_cut_and_reaches_the_metric():
 def test_f1_max_separable_scores_give_f1_one_at_the_lowest_defective():
     scores = np.array([0.1, 0.2, 0.3, 0.7, 0.8])
     labels = np.array([0, 0, 0, 1, 1])
-    t = choose_threshold(scores, labels, ThresholdConfig(), "test")
+    t = choose_threshold(scores, labels, ThresholdConfig(mode="f1_max"), "test")
     assert (t.value, t.f1, t.fpr, t.recall) == (pytest.approx(0.7), 1.0, 0.0, 1.0)
     assert decisions(scores, t.value).tolist() == labels.tolist()
 
@@ -59,8 +59,12 @@ def test_fpr_mode_with_ties_and_tiny_targets():
 def test_round_trip_and_bad_input():
     t = choose_threshold(np.array([0.0, 1.0]), np.array([0, 1]), ThresholdConfig(), "test")
     assert Threshold.from_dict(t.to_dict()) == t
-    with pytest.raises(DataError, match="needs defective"):
+    with pytest.raises(DataError, match="needs good and defective"):
         choose_threshold(np.array([0.0, 1.0]), np.array([0, 0]), ThresholdConfig(), "v")
+    with pytest.raises(DataError, match="needs defective"):
+        choose_threshold(
+            np.array([0.0, 1.0]), np.array([0, 0]), ThresholdConfig(mode="f1_max"), "v"
+        )
     with pytest.raises(DataError, match="needs good"):
         choose_threshold(np.array([0.0, 1.0]), np.array([1, 1]), ThresholdConfig(mode="fpr"), "v")
     with pytest.raises(DataError, match="NaN"):
@@ -126,7 +130,7 @@ def test_good_sigma_is_mean_plus_k_sample_deviations_of_the_good_scores():
     assert (t.fpr, t.recall) == (0.0, 0.5)  # 4.5 is below 5.08, 10 above
     zero = choose_threshold(scores, labels, ThresholdConfig(mode="good_sigma", sigmas=0), "v")
     assert zero.value == pytest.approx(2.5) and zero.fpr == 0.5
-    assert ThresholdConfig().sigmas == 3.0 and ThresholdConfig().mode == "f1_max"
+    assert ThresholdConfig().sigmas == 3.0 and ThresholdConfig().mode == "between"
     others = [ThresholdConfig(), ThresholdConfig(mode="fpr")]
     assert all(choose_threshold(scores, labels, c, "v").sigmas is None for c in others)
 
@@ -143,7 +147,7 @@ def test_good_sigma_needs_two_good_images_and_a_finite_non_negative_k():
 def test_between_lies_a_fraction_of_the_way_from_the_good_mean_to_the_f1_max_threshold():
     scores = np.array([1.0, 2.0, 3.0, 4.0, 10.0, 6.0, 20.0])
     labels = np.array([0, 0, 0, 0, 1, 1, 1])
-    f1_max = choose_threshold(scores, labels, ThresholdConfig(), "v").value
+    f1_max = choose_threshold(scores, labels, ThresholdConfig(mode="f1_max"), "v").value
     assert f1_max == 6.0  # all three defective images above, no good one
     t = choose_threshold(scores, labels, ThresholdConfig(mode="between", fraction=0.5), "v")
     assert t.value == pytest.approx(2.5 + 0.5 * (6.0 - 2.5))  # 4.25
@@ -152,6 +156,8 @@ def test_between_lies_a_fraction_of_the_way_from_the_good_mean_to_the_f1_max_thr
     ends = [ThresholdConfig(mode="between", fraction=f) for f in (0.0, 1.0)]
     assert [choose_threshold(scores, labels, c, "v").value for c in ends] == [2.5, 6.0]
     assert choose_threshold(scores, labels, ThresholdConfig(mode="fpr"), "v").fraction is None
+    default = choose_threshold(scores, labels, ThresholdConfig(), "v")  # the default rule
+    assert (default.mode, default.fraction) == ("between", 0.55)
     with pytest.raises(DataError, match=r"between needs good and defective.*0 defective.*fpr"):
         choose_threshold(np.array([0.1, 0.2]), np.array([0, 0]), ends[0], "v")
     with pytest.raises(ValidationError, match="fraction"):

@@ -41,7 +41,7 @@ def test_checkpoint_format_loads_with_weights_only(trained):
     data = torch.load(trained / "checkpoint.pt", weights_only=True)
     assert data["format"] == FORMAT and data["version"] == 1
     unit = data["units"][0]
-    assert unit["threshold"]["source"] == "validation" and unit["threshold"]["mode"] == "f1_max"
+    assert unit["threshold"]["source"] == "validation" and unit["threshold"]["mode"] == "between"
     assert len(unit["shapes"]) == len(data["config"]["backbone"]["levels"])
     assert data["fingerprint"]["data"]["categories"]["widget"]["files"] > 0
 
