@@ -131,7 +131,7 @@ class ThresholdConfig(Section):
         "scores above their mean; needs at least 2 good validation images",
     )
     fraction: float = Field(
-        0.55,
+        0.4,
         ge=0,
         le=1,
         description="mode between: where the threshold lies from the good validation images' "

@@ -157,7 +157,7 @@ def test_between_lies_a_fraction_of_the_way_from_the_good_mean_to_the_f1_max_thr
     assert [choose_threshold(scores, labels, c, "v").value for c in ends] == [2.5, 6.0]
     assert choose_threshold(scores, labels, ThresholdConfig(mode="fpr"), "v").fraction is None
     default = choose_threshold(scores, labels, ThresholdConfig(), "v")  # the default rule
-    assert (default.mode, default.fraction) == ("between", 0.55)
+    assert (default.mode, default.fraction) == ("between", 0.4)
     with pytest.raises(DataError, match=r"between needs good and defective.*0 defective.*fpr"):
         choose_threshold(np.array([0.1, 0.2]), np.array([0, 0]), ends[0], "v")
     with pytest.raises(ValidationError, match="fraction"):

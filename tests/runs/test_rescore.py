@@ -165,7 +165,7 @@ def _unit_scores(run, root):
 def test_threshold_rules_decide_as_on_the_runs_own_scores(trained, synthetic_root, monkeypatch):
     """Each rule's threshold is chosen on the unit's validation scores and measured on its test
     scores; the rules share the run's score setting, so its maps are fused once per fold; the
-    run's own rule (the default, between at 0.55) gives the numbers its metrics.json logged."""
+    run's own rule (the default, between at 0.4) gives the numbers its metrics.json logged."""
     from dhkd.methods.base import MethodUnit
 
     fused, fuse_batches = [], MethodUnit.fuse_batches
@@ -176,7 +176,7 @@ def test_threshold_rules_decide_as_on_the_runs_own_scores(trained, synthetic_roo
 
     monkeypatch.setattr(MethodUnit, "fuse_batches", spy)
     settings = grid_settings(
-        parse_grid(["threshold.mode=f1_max,between", "threshold.fraction=0.1,0.55"])
+        parse_grid(["threshold.mode=f1_max,between", "threshold.fraction=0.1,0.4"])
     )
     (scan,) = scan_run(trained, settings, progress=False)
     assert len(fused) == 2  # validation and test, once each for the four settings
@@ -200,7 +200,7 @@ def test_threshold_rules_decide_as_on_the_runs_own_scores(trained, synthetic_roo
     assert between[0] >= between[1]  # a lower threshold calls at least as many defective
     logged = json.loads((trained / "metrics.json").read_text())["units"][0]
     own = scan.results[AS_TRAINED]
-    assert own == scan.results["threshold=between fraction=0.55"]
+    assert own == scan.results["threshold=between fraction=0.4"]
     assert own["test/threshold_ba_ratio"] == pytest.approx(logged["threshold_ba_ratio"], abs=1e-9)
     assert own["val/threshold_ba_ratio"] == pytest.approx(
         logged["val"]["threshold_ba_ratio"], abs=1e-9
