@@ -8,6 +8,8 @@ Output folder:
     tables/<metric>_notes.md|.tex   the long notes of each table (tests, missing cells, sources)
     tables/leave_one_out.md|.tex|.csv   leave-one-category-out selection (loo_study.py), with
                               3+ categories and 2+ columns
+    tables/threshold.md|.csv  the stored threshold on the test images (threshold_table.py),
+                              where the runs logged it
     tables/preamble.tex       the packages the .tex tables need
     figures/*.png|.pdf        parameter plots, bars, importances, history, parallel
                               coordinates, qualitative maps (+ qualitative/ raw grids)
@@ -49,6 +51,7 @@ from dhkd.report.paths import portable_text
 from dhkd.report.render import FINGERPRINT_FIELDS, provenance_rows, to_csv, to_markdown
 from dhkd.report.select import Column, best_trial, columns
 from dhkd.report.tables import Table, build_table
+from dhkd.report.threshold_table import StudyThreshold, study_threshold, write_threshold
 from dhkd.runs.tracking import client_for
 
 OUTPUTS = (
@@ -70,6 +73,7 @@ class ReportResult:
     notes: list[str] = field(default_factory=list)
     logged_to: str | None = None  # study run id the report was logged to
     loo: StudyLoo | None = None  # the leave-one-category-out section, where there is one
+    threshold: StudyThreshold | None = None  # the stored threshold's test numbers, where logged
 
 
 def resolve_baseline(cols: list[Column], baseline: str | None) -> str | None:
@@ -90,7 +94,11 @@ def resolve_baseline(cols: list[Column], baseline: str | None) -> str | None:
 
 
 def write_tables(
-    tables: dict[str, Table], out: Path, layout: str = DEFAULT_LAYOUT, loo: StudyLoo | None = None
+    tables: dict[str, Table],
+    out: Path,
+    layout: str = DEFAULT_LAYOUT,
+    loo: StudyLoo | None = None,
+    threshold: StudyThreshold | None = None,
 ) -> None:
     folder = out / "tables"
     folder.mkdir(parents=True, exist_ok=True)
@@ -106,6 +114,9 @@ def write_tables(
     if loo is not None:
         write_leave_one_out(loo, folder, layout)
         rows += loo.provenance
+    if threshold is not None:
+        write_threshold(threshold, folder)
+        rows += threshold.provenance
     fields = [
         "table",
         "row",
@@ -231,7 +242,8 @@ def build_report(
     tables = {m: build_table(data, cols, m, paper=paper, baseline=base) for m in METRICS}
     result = ReportResult(out, tables, notes=list(data.notes))
     result.loo = study_leave_one_out(data, cols, result.notes)
-    write_tables(tables, out, latex_layout, result.loo)
+    result.threshold = study_threshold(data, cols)
+    write_tables(tables, out, latex_layout, result.loo, result.threshold)
     write_figures(data, cols, result, storage_path)
     meta = {
         "study": data.name,
@@ -246,6 +258,7 @@ def build_report(
         "partial": {m: t.partial for m, t in tables.items()},
         "leave_one_out": result.loo.to_json() if result.loo else None,
         "agreement": agreement_json(data, cols),  # validation vs test ranking (agreement.py)
+        "threshold": result.threshold.to_json() if result.threshold else None,
         "weights": dict(zip(("trials", "bytes"), kept_weights(data), strict=True)),
     }
     result.notes = [portable_text(note) for note in result.notes]

@@ -10,6 +10,7 @@ from dhkd.report.collect import StudyData
 from dhkd.report.loo_study import readme_lines as loo_lines
 from dhkd.report.render import to_markdown
 from dhkd.report.select import REFERENCE, Column, best_trial, compute_hours
+from dhkd.report.threshold_table import readme_lines as threshold_lines
 
 FIGURE_TEXT = {
     "param_": "Metrics vs the scientific parameter {key}, per category (thin) and averaged "
@@ -159,6 +160,7 @@ def write_readme(data: StudyData, cols: list[Column], result, meta: dict[str, An
     ]
     if result.loo is not None:
         lines += loo_lines(result.loo, data.protocol)
+    lines += threshold_lines(result.threshold)
     lines += ["## Figures", "", *_figure_lines(result)]
     if result.notes:
         lines += ["## Notes", "", *(f"- {n}" for n in result.notes), ""]
