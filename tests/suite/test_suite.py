@@ -1,0 +1,245 @@
+"""Suite files: parsing errors, expansion through the study spec parser, the plan's arithmetic
+on a costs table and on an MLflow store, the budget refusal, and the committed suites."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dhkd.cli import main
+from dhkd.errors import ConfigError
+from dhkd.study.design.spec import load_spec, parse_spec
+from dhkd.suite.costs import CostBook, mlflow_measurements, table_measurements, train_counter
+from dhkd.suite.plan import cost_book, plan_suite
+from dhkd.suite.spec import CostEntry, expand, load_suite
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITES = ROOT / "studies" / "suites"
+
+STUDY = {
+    "name": "depth",
+    "description": "flow depth",
+    "method": "dhkd",
+    "data": {"synthetic": {"categories": ["widget"]}},
+    "fixed": {"optim.epochs": 20},
+    "scientific": {"teacher.depth": {"type": "categorical", "values": [2, 4]}},
+    "sampler": {"type": "grid"},
+    "scheduler": {"type": "none"},
+    "reference": "knn",
+}
+
+
+def _data(root: Path, sizes: dict[str, int]) -> Path:
+    for category, n in sizes.items():
+        folder = root / category / "train" / "good"
+        folder.mkdir(parents=True)
+        for i in range(n):
+            (folder / f"{i:03d}.png").write_bytes(b"")
+    return root
+
+
+def _suite(tmp_path: Path, studies: list, **shared) -> Path:
+    """A suite file at tmp_path/suites/s.yaml (data roots resolve against tmp_path)."""
+    tree = {"name": "s", "description": "a suite", "studies": studies, **shared}
+    path = tmp_path / "suites" / "s.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return path
+
+
+def _costs(method: str, **walls: float) -> list[dict]:
+    return [{"method": method, "preset": "quick", "category": c, "wall_s": w}
+            for c, w in walls.items()]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: s\ndescription: d\nstudies: [a.yaml]\nbudget: {wall_hour: 8}\n",
+         "s.yaml:4: unknown key 'budget.wall_hour'"),
+        ("name: s\ndescription: d\nstudies: []\n", "s.yaml:3: 'studies'"),
+        ("name: s\ndescription: d\nstudies: [a.yaml]\nresources:\n  nodes: 0\n",
+         "s.yaml:5: 'resources.nodes'"),
+        ("name: s\ndescription: d\nname: t\nstudies: [a.yaml]\n", "s.yaml:3:1"),
+        ("name: s\nstudies: [a.yaml]\n", "'description': required key is missing"),
+        ("name: s\ndescription: d\nreference: nope\nstudies: [a.yaml]\n", "s.yaml:3: 'reference'"),
+    ],
+)  # fmt: skip
+def test_a_bad_suite_is_named_with_its_line(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected.replace(".", r"\.").replace("(", r"\(")):
+        load_suite(path)
+
+
+def test_bad_study_entries_name_the_suite_line(tmp_path: Path) -> None:
+    bad = {**STUDY, "num_samples": 0}
+    with pytest.raises(
+        ConfigError, match=r"(?s)s\.yaml:4:.*num_samples.*greater than or equal to 1"
+    ):
+        expand(load_suite(_suite(tmp_path, [bad])))
+    with pytest.raises(ConfigError, match=r"s\.yaml:4: study file .*missing\.yaml does not exist"):
+        expand(load_suite(_suite(tmp_path, ["missing.yaml"])))
+    with pytest.raises(ConfigError, match=r"study name s-depth is also the name of"):
+        expand(load_suite(_suite(tmp_path, [STUDY, STUDY])))
+
+
+def test_expansion_is_what_the_study_parser_accepts(tmp_path: Path) -> None:
+    root = _data(tmp_path / "data", {"a": 4, "b": 8})
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "depth.yaml").write_text(yaml.safe_dump(STUDY))
+    shared = {
+        "data": {"root": "data", "dataset": "custom", "categories": ["a", "b"]},
+        "seeds": [3, 4], "preset": "quick",
+        "selection": {"protocol": "test_fold", "val_fraction": 0.5, "seed": 1},
+        "resources": {"cpus_per_trial": 2, "gpus_per_trial": 0.5, "concurrent_trials": 2,
+                      "nodes": 3},
+    }  # fmt: skip
+    entries = ["../studies/depth.yaml", {"from": "../studies/depth.yaml", "name": "d2",
+                                          "scientific": {"teacher.depth": {
+                                              "type": "categorical", "values": [8]}}}]  # fmt: skip
+    specs = expand(load_suite(_suite(tmp_path, entries, **shared)))
+    assert [s.name for s in specs] == ["s-depth", "s-d2"]
+    first = specs[0]
+    assert first.data_roots() == [root.resolve()]
+    assert first.units == [("a", 3), ("a", 4), ("b", 3), ("b", 4)]
+    assert (first.selection.protocol, first.resources.gpu, first.budget.max_concurrent) == (
+        "test_fold",
+        0.5,
+        6,
+    )
+    assert specs[1].trials == 1 and first.trials == 2
+    by_hand = {**STUDY, "name": "s-depth", "data": shared["data"], "seeds": [3, 4],
+               "preset": "quick", "selection": shared["selection"],
+               "resources": {"cpu": 2, "gpu": 0.5}, "budget": {"max_concurrent": 6}}  # fmt: skip
+    assert first == parse_spec(by_hand, base_dir=tmp_path)
+
+
+def test_reference_units_are_counted_once_across_studies(tmp_path: Path) -> None:
+    _data(tmp_path / "data", {"a": 10, "b": 10})
+    data = {"root": "data", "dataset": "custom", "categories": ["a", "b"]}
+    costs = _costs("dhkd", a=100.0, b=300.0) + _costs("knn", a=10.0, b=30.0)
+    second = {**STUDY, "name": "other"}
+    path = _suite(tmp_path, [STUDY, second], data=data, seeds=[0, 1], costs=costs,
+                  resources={"cpus_per_trial": 2, "concurrent_trials": 2})  # fmt: skip
+    suite = load_suite(path)
+    specs = expand(suite)
+    plan = plan_suite(suite, specs, cost_book(suite, specs, None))
+    (ref,) = plan.references
+    assert (ref.units, ref.listed) == (4, 8)
+    assert ref.compute.wall_s == pytest.approx(2 * (10 + 30))
+    for study in plan.studies:  # 2 trials x 2 seeds x (100 + 300) s
+        assert study.compute.wall_s == pytest.approx(1600.0)
+        assert study.compute.cpu_s == pytest.approx(3200.0)  # no CPU s measured: wall x 2 CPUs
+        assert study.compute.gpu_s == 0.0
+    assert plan.total.wall_s == pytest.approx(3280.0)
+    assert plan.wall_s == pytest.approx(1640.0)  # over 2 trials at once
+    assert plan.problems() == []
+
+
+def test_unmeasured_categories_scale_the_mean_by_train_size(tmp_path: Path) -> None:
+    roots = [_data(tmp_path / "d", {"a": 10, "b": 30, "c": 80})]
+    suite_path = _suite(tmp_path, [STUDY], costs=_costs("dhkd", a=10.0, b=50.0))
+    book = CostBook("cpu", [("costs table", table_measurements(load_suite(suite_path)))],
+                    train_counter(roots))  # fmt: skip
+    cost = book.unit_cost("dhkd", "quick", "c")
+    assert cost is not None and cost.wall_s == pytest.approx(30.0 * 80 / 20)
+    assert cost.source == "costs table: mean of dhkd x train size"
+    assert book.unit_cost("dhkd", "quick", "a").source == "costs table: a"
+    assert (
+        book.unit_cost("dhkd", "quick", "elsewhere").source == "costs table: mean of dhkd, unscaled"
+    )
+    assert book.unit_cost("dhkd", "paper", "a") is None
+    assert CostBook("gpu", book.sources, book.train_size).unit_cost("dhkd", "quick", "a") is None
+
+
+def test_mlflow_costs_come_before_the_table(tmp_path: Path, tracking_uri: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    exp = client.create_experiment("earlier")
+    study = client.create_run(exp, tags={"dhkd.role": "study"}).info.run_id
+    client.log_param(study, "spec.preset", "quick")
+    client.log_param(study, "spec.data.categories", '["a", "b"]')
+    client.log_param(study, "spec.seeds", "[0, 1]")
+    runs = [("trial", {"dhkd.categories": "a", "dhkd.seeds": "0,1"}, 80.0, "COMPLETE"),
+            ("trial", {"dhkd.categories": "a", "dhkd.seeds": "0,1"}, 999.0, "PRUNED"),
+            ("reference", {"dhkd.reference": "knn"}, 40.0, "COMPLETE")]  # fmt: skip
+    for role, tags, wall, state in runs:
+        run_tags = {"dhkd.role": role, "mlflow.parentRunId": study, "state": state,
+                    "device": "cpu", **tags}  # fmt: skip
+        run = client.create_run(exp, tags=run_tags).info.run_id
+        client.log_param(run, "method", "dhkd")
+        client.log_metric(run, "cost/wall_s", wall)
+        client.log_metric(run, "cost/cpu_s", 2 * wall)
+    found = sorted(mlflow_measurements(client), key=lambda m: m.method)
+    assert [(m.method, m.categories, m.units, m.wall_s) for m in found] == [
+        ("dhkd", ("a",), 2, 80.0), ("knn", ("a", "b"), 4, 40.0)]  # fmt: skip
+    _data(tmp_path / "data", {"a": 10, "b": 10})
+    data = {"root": "data", "dataset": "custom", "categories": ["a", "b"]}
+    path = _suite(tmp_path, [STUDY], data=data, costs=_costs("dhkd", a=1.0, b=7.0))
+    suite = load_suite(path)
+    specs = expand(suite)
+    plan = plan_suite(suite, specs, cost_book(suite, specs, tracking_uri))
+    a, b = plan.unit_costs[("dhkd", "quick", "a")], plan.unit_costs[("dhkd", "quick", "b")]
+    assert (a.wall_s, a.cpu_s, a.source.split(": ")[1]) == (40.0, 80.0, "a")
+    assert a.source.startswith("mlflow sqlite:")
+    assert (b.wall_s, b.source) == (40.0, a.source.split(": ")[0] + ": mean of dhkd x train size")
+    assert plan.unit_costs[("knn", "quick", "b")].wall_s == 10.0
+
+
+def test_plan_refuses_a_suite_over_budget(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no runs/mlflow.db here: the costs table alone
+    _data(tmp_path / "data", {"a": 10})
+    data = {"root": "data", "dataset": "custom", "categories": ["a"]}
+    costs = _costs("dhkd", a=3600.0) + _costs("knn", a=360.0)
+    path = _suite(tmp_path, [STUDY], data=data, costs=costs, budget={"wall_hours": 2})
+    assert main(["suite", "plan", str(path), "--tracking-uri", "sqlite:///none.db"]) == 2
+    assert "no such tracking store" in capsys.readouterr().err
+    assert main(["suite", "plan", str(path)]) == 1  # 2 trials x 1 h + 0.1 h
+    captured = capsys.readouterr()
+    assert "wall time: 2.10 h" in captured.out
+    assert "the estimated wall time, 2.1 h, exceeds budget.wall_hours (2 h)" in captured.err
+    path = _suite(tmp_path, [STUDY], data=data, costs=costs, budget={"wall_hours": 3})
+    assert main(["suite", "plan", str(path)]) == 0
+    path = _suite(tmp_path, [STUDY], data=data, budget={"wall_hours": 3})
+    assert main(["suite", "plan", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "the budget cannot be checked: no cost is known for dhkd, knn (quick) on a" in err
+    assert "benchmarks/bench_methods.py --preset quick --methods dhkd knn --categories a" in err
+
+
+def test_local_suite_plans_within_its_budget() -> None:
+    suite = load_suite(SUITES / "local.yaml")
+    specs = expand(suite)
+    assert [s.name for s in specs] == [
+        "local-noise_level", "local-flow_depth", "local-affinity_weight", "local-dual_domain",
+        "local-compare_dhkd_bikd", "local-bikd_ablation"]  # fmt: skip
+    for spec in specs:
+        assert spec.preset == "quick" and spec.resources.cpu == 2 and len(spec.units) == 10
+    plan = plan_suite(suite, specs, cost_book(suite, specs, None))
+    assert plan.missing == [] and plan.problems() == []
+    assert plan.wall_s is not None and plan.wall_s < 8 * 3600
+    (ref,) = plan.references
+    assert (ref.method, ref.units, ref.listed) == ("knn", 10, 60)
+
+
+def test_mvtec15_suite_reuses_the_paper_specs() -> None:
+    suite = load_suite(SUITES / "mvtec15.yaml")
+    specs = expand(suite)
+    for spec, entry in zip(specs, suite.studies, strict=True):
+        paper = load_spec(SUITES / str(entry))
+        assert spec.name == f"mvtec15-{paper.name}"
+        assert (spec.space, spec.fixed, spec.trials) == (paper.space, paper.fixed, paper.trials)
+        assert (spec.preset, len(spec.units), spec.resources.gpu) == ("paper", 45, 0.5)
+    plan = plan_suite(suite, specs, cost_book(suite, specs, None))
+    assert len(plan.missing) == 45 and "cannot be checked" in plan.problems()[0]
+    costs = [{"method": m, "preset": "paper", "wall_s": w, "device": "gpu"}
+             for m, w in (("dhkd", 60.0), ("bikd", 60.0), ("knn", 6.0))]  # fmt: skip
+    suite = suite.model_copy(update={"costs": [CostEntry(**c) for c in costs]})
+    plan = plan_suite(suite, specs, cost_book(suite, specs, None))
+    assert plan.missing == []
+    trained = sum(s.trials * s.units for s in plan.studies)
+    assert plan.total.gpu_s == pytest.approx(trained * 60 * 0.5 + 45 * 6)
