@@ -340,6 +340,11 @@ def parse_spec(tree: Any, source: str = "<spec>", base_dir: str | Path = ".") ->
         raise ConfigError(f"study spec {source} must be a mapping of keys (got {type(tree)})")
     if "base_dir" in tree:
         raise ConfigError(f"unknown key 'base_dir' in {source}: it is set from the file location")
+    if "studies" in tree:
+        raise ConfigError(
+            f"{source} is a suite (it lists `studies:`), not a study spec: plan and run it with "
+            f"`dhkd suite plan {source}` and `dhkd suite run {source}` (docs/suites.md)"
+        )
     try:
         spec = StudySpec.model_validate({**tree, "base_dir": str(base_dir)})
     except ValidationError as exc:

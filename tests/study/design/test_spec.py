@@ -12,7 +12,12 @@ from dhkd.errors import ConfigError
 from dhkd.study import load_spec, smoke_spec
 from dhkd.study.design.spec import MVTEC_CATEGORIES, parse_spec
 
-STUDIES = sorted((Path(__file__).resolve().parents[3] / "studies").rglob("*.yaml"))
+SUITES = "suites"  # studies/suites/ holds suite files (tests/suite/), not study specs
+STUDIES = sorted(
+    p
+    for p in (Path(__file__).resolve().parents[3] / "studies").rglob("*.yaml")
+    if SUITES not in p.parts
+)
 REQUIRED = {"quickstart", "noise_level", "flow_depth", "affinity_weight", "dual_domain",
             "heterogeneity", "search"}  # fmt: skip
 
