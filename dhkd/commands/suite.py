@@ -1,5 +1,5 @@
-"""`dhkd suite plan`: the studies of a suite file, their units and expected compute, checked
-against the suite's budget before anything runs."""
+"""`dhkd suite plan|run`: the studies of a suite file, their units and expected compute, checked
+against the suite's budget before anything runs; then every study run in order."""
 
 from __future__ import annotations
 
@@ -31,23 +31,109 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     plan.set_defaults(func=plan_command)
 
+    run = verbs.add_parser(
+        "run",
+        help="plan, then run every study of SUITE in order (complete ones skipped, interrupted "
+        "ones resumed)",
+        description="Plan SUITE as `suite plan` does and refuse (exit 1) when the plan has "
+        "problems, unless --force; then run its studies in order as `dhkd study run` would, "
+        "with the same options: a complete study is skipped, an interrupted one resumes from "
+        "the storage path. The reference is measured once per (category, seed) and reference "
+        "configuration over the suite. Writes STORAGE/suites/NAME.json with the plan's "
+        "estimate and the actual wall time.",
+    )
+    run.add_argument("suite", help="suite file, e.g. studies/suites/local.yaml")
+    run.add_argument(
+        "--force", action="store_true", help="run even over budget or with costs unknown"
+    )
+    for action in _study_run_actions():
+        run._add_action(action)
+    run.set_defaults(func=run_command)
 
-def plan_command(args: argparse.Namespace) -> int:
+
+STUDY_RUN_OPTIONS = ("address", "tracking_uri", "storage_path", "artifact_location", "num_cpus",
+                     "feature_cache", "quiet", "extend", "retry_failed")  # fmt: skip
+
+
+def _study_run_actions() -> list[argparse.Action]:
+    """The options of `dhkd study run` that apply to every study of a suite, as
+    dhkd.commands.study defines them (its parser, built here and read back)."""
+    from dhkd.commands import study
+
+    def verbs(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        return next(a.choices for a in parser._actions
+                    if isinstance(a, argparse._SubParsersAction))  # fmt: skip
+
+    root = argparse.ArgumentParser(add_help=False)
+    study.register(root.add_subparsers())
+    study_run = verbs(verbs(root)["study"])["run"]
+    return [a for a in study_run._actions if a.dest in STUDY_RUN_OPTIONS]
+
+
+def _plan(path: str, uri: str | None, verb: str):
+    """(specs, plan, problems) of the suite file, the plan printed and its problems too."""
     import sys
-    from pathlib import Path
 
-    from dhkd.runs.tracking import DEFAULT_TRACKING_URI
     from dhkd.suite.plan import cost_book, format_plan, plan_suite
     from dhkd.suite.spec import expand, load_suite
 
-    suite = load_suite(args.suite)
+    suite = load_suite(path)
     specs = expand(suite)
-    uri = args.tracking_uri
-    if uri is None and Path(DEFAULT_TRACKING_URI.removeprefix("sqlite:///")).is_file():
-        uri = DEFAULT_TRACKING_URI
     plan = plan_suite(suite, specs, cost_book(suite, specs, uri))
     print(format_plan(plan))
     problems = plan.problems()
     for problem in problems:
-        print(f"dhkd suite plan: {problem}", file=sys.stderr)
+        print(f"dhkd suite {verb}: {problem}", file=sys.stderr)
+    return specs, plan, problems
+
+
+def _existing_store(uri: str | None) -> str | None:
+    """uri, or the default store; None for a sqlite file that does not exist (yet)."""
+    from pathlib import Path
+
+    from dhkd.runs.tracking import DEFAULT_TRACKING_URI
+
+    uri = uri or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None
+    return uri
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    uri = args.tracking_uri or _existing_store(None)
+    _, _, problems = _plan(args.suite, uri, "plan")
     return 1 if problems else 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    import sys
+
+    from dhkd.runs.tracking import DEFAULT_TRACKING_URI
+    from dhkd.study.driver.runner import DEFAULT_STORAGE, RunOptions
+    from dhkd.suite.run import format_outcome, run_suite, summary_path
+
+    specs, plan, problems = _plan(args.suite, _existing_store(args.tracking_uri), "run")
+    if problems and not args.force:
+        print("dhkd suite run: nothing was run; fix the plan, or run it anyway with --force",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    opts = RunOptions(
+        storage_path=args.storage_path or DEFAULT_STORAGE,
+        tracking_uri=args.tracking_uri or DEFAULT_TRACKING_URI,
+        address=args.address,
+        artifact_location=args.artifact_location,
+        num_cpus=args.num_cpus,
+        feature_cache=args.feature_cache,
+        quiet=args.quiet,
+        extend=args.extend,
+        retry_failed=args.retry_failed,
+    )
+    outcomes = run_suite(plan, specs, opts)
+    print(format_outcome(plan, outcomes, summary_path(opts.storage_path, plan.suite.name)))
+    failed = [o for o in outcomes if o.failed]
+    if failed:
+        names = ", ".join(f"{o.name} ({o.failed})" for o in failed)
+        print(f"dhkd suite run: FAILED trials in {names} (their errors: the `error` tag of their "
+              f"MLflow runs); once the cause is fixed, run them again with: dhkd suite run "
+              f"{args.suite} --retry-failed")  # fmt: skip
+    return 0 if all(o.complete for o in outcomes) and not failed else 1

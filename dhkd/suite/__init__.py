@@ -3,5 +3,6 @@ budget (docs/suites.md).
 
 Modules: spec (a suite file -> SuiteSpec, expanded into StudySpecs), costs (seconds per
 (category, seed) unit from MLflow or the suite's costs table), plan (trials, units and expected
-compute per study, against the budget).
+compute per study, against the budget), run (`dhkd suite run`: every study in order through
+the study runner, the reference shared, the estimate beside the actual wall time).
 """

@@ -3,6 +3,8 @@ on a costs table and on an MLflow store, the budget refusal, and the committed s
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -243,3 +245,140 @@ def test_mvtec15_suite_reuses_the_paper_specs() -> None:
     assert plan.missing == []
     trained = sum(s.trials * s.units for s in plan.studies)
     assert plan.total.gpu_s == pytest.approx(trained * 60 * 0.5 + 45 * 6)
+
+
+def test_run_refuses_the_plan_problems_before_running_anything(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _data(tmp_path / "data", {"a": 10})
+    data = {"root": "data", "dataset": "custom", "categories": ["a"]}
+    costs = _costs("dhkd", a=3600.0) + _costs("knn", a=360.0)
+    path = _suite(tmp_path, [STUDY], data=data, costs=costs, budget={"wall_hours": 2})
+    storage = tmp_path / "ray"
+    assert main(["suite", "run", str(path), "--storage-path", str(storage)]) == 1
+    err = capsys.readouterr().err
+    assert "dhkd suite run: the estimated wall time, 2.1 h, exceeds budget.wall_hours" in err
+    assert "nothing was run; fix the plan, or run it anyway with --force" in err
+    assert not storage.exists()
+
+
+SMOKE_STUDY = {
+    "description": "a tiny study of the suite smoke test",
+    "method": "dhkd",
+    "fixed": {"data.image_size": 64, "data.max_train_images": 16, "optim.epochs": 1,
+              "optim.eval_every": 1, "optim.device": "cpu"},
+    "sampler": {"type": "grid", "seed": 0},
+    "scheduler": {"type": "none"},
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_suite_runs_shares_its_reference_and_skips_what_is_done(
+    tmp_path: Path, tracking_uri: str, ray_local, capsys, monkeypatch
+) -> None:
+    """Two tiny studies on generated data: the kNN reference is trained once per (category,
+    seed) across both, the second study's reference run names the first's, a second
+    `suite run` skips both, and the suite summary holds the estimate and the actual time."""
+    from mlflow.tracking import MlflowClient
+
+    import dhkd.training.fit
+    from dhkd.report.collect import load_study
+
+    trained: list[tuple[str, int]] = []
+    real_fit = dhkd.training.fit.fit_units
+
+    def counting_fit(cfg, data_root, units, **kwargs):  # the driver's own trainings: reference
+        trained.extend(units)
+        return real_fit(cfg, data_root, units, **kwargs)
+
+    monkeypatch.setattr(dhkd.training.fit, "fit_units", counting_fit)
+    depth = {"type": "categorical", "values": [2]}
+    studies = [{**SMOKE_STUDY, "name": "a", "scientific": {"teacher.depth": depth}},
+               {**SMOKE_STUDY, "name": "b", "scientific": {"student.variant": {
+                   "type": "categorical", "values": ["dual"]}}}]  # fmt: skip
+    synthetic = {"categories": ["widget"], "image_size": 64, "n_train": 8, "n_test_good": 4,
+                 "n_test_defect": 4, "seed": 0}  # fmt: skip
+    path = _suite(tmp_path, studies, data={"synthetic": synthetic}, seeds=[0, 1], preset="tiny",
+                  reference="knn")  # fmt: skip
+    storage = tmp_path / "ray"
+    args = ["suite", "run", str(path), "--tracking-uri", tracking_uri,
+            "--storage-path", str(storage), "--quiet"]  # fmt: skip
+
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert sorted(trained) == [("widget", 0), ("widget", 1)]  # once per unit, not per study
+    assert "the reference measured by s-a (MLflow run " in out
+    assert "wall time: estimated unknown, actual " in out
+
+    client = MlflowClient(tracking_uri)
+    a, b = load_study("s-a", tracking_uri), load_study("s-b", tracking_uri)
+    assert a.reference is not None and b.reference is not None
+    assert b.reference.tags["dhkd.reference.source_run"] == a.reference.run_id
+    assert b.reference.tags["dhkd.reference.source_study"] == "s-a"
+    assert b.reference.run_id != a.reference.run_id  # its own run, under its own study run
+    shared = {k: v for k, v in a.reference.metrics.items() if not k.startswith("cost/")}
+    assert b.reference.metrics == shared  # the compute: a's alone
+    assert a.reference.metrics["cost/wall_s"] > 0
+    assert "metrics.json" in {f.path for f in client.list_artifacts(b.reference.run_id)}
+    summary = json.loads((storage / "suites" / "s.json").read_text())
+    assert summary["suite"] == "s" and summary["finished"]
+    assert [s["name"] for s in summary["studies"]] == ["s-a", "s-b"]
+    assert summary["studies"][1]["reference_from"] == {"study": "s-a",
+                                                       "run_id": a.reference.run_id}  # fmt: skip
+    assert summary["estimate"]["wall_s"] is None  # no costs known for the tiny preset
+    first = summary["actual"]["wall_s"]
+    assert first > 0 and summary["started"] <= summary["ended"]
+
+    assert main(args) == 0  # everything done: skipped, nothing trained again
+    out = capsys.readouterr().out
+    assert "study s-a: complete, skipped" in out and "study s-b: complete, skipped" in out
+    assert len(trained) == 2
+    summary = json.loads((storage / "suites" / "s.json").read_text())
+    assert len(summary["runs"]) == 2 and summary["runs"][1]["studies_skipped"] == ["s-a", "s-b"]
+    assert summary["actual"]["wall_s"] >= first
+    assert [len(load_study(n, tracking_uri).trials) for n in ("s-a", "s-b")] == [1, 1]
+
+
+def test_a_reference_not_yet_in_mlflow_is_measured_again(tmp_path: Path) -> None:
+    """The suite shares a reference only with the MLflow run that measured it to name; until
+    that run is logged (tracking.json), a later study measures its own."""
+    from types import SimpleNamespace
+
+    from dhkd.study.driver.reference import reference_dir, reference_source
+    from dhkd.study.driver.runner import RunOptions
+    from dhkd.study.state.layout import StudyPaths, write_json
+    from dhkd.suite.run import run_suite
+
+    _data(tmp_path / "data", {"a": 4})
+    data = {"root": "data", "dataset": "custom", "categories": ["a"]}
+    path = _suite(tmp_path, [STUDY, {**STUDY, "name": "other"}], data=data)
+    suite = load_suite(path)
+    specs = expand(suite)
+    plan = plan_suite(suite, specs, cost_book(suite, specs, None))
+    opts = RunOptions(storage_path=tmp_path / "ray")
+    ran: list[tuple[str, bool]] = []
+
+    def fake_run(spec, opts):  # a study measuring its reference unless it has one
+        paths = StudyPaths(opts.storage_path, spec.name)
+        shared = (reference_dir(paths) / "metrics.json").is_file()
+        ran.append((spec.name, shared))
+        if not shared:
+            reference_dir(paths).mkdir(parents=True)
+            (reference_dir(paths) / "metrics.json").write_text("{}")
+            (reference_dir(paths) / "cost.json").write_text('{"wall_s": 1.0}')
+        return SimpleNamespace(complete=False, counts=lambda: {}, wall_s=1.0)
+
+    said: list[str] = []
+    run_suite(plan, specs, opts, run=fake_run, say=said.append)
+    assert ran == [("s-depth", False), ("s-other", False)]
+    assert any("s-other measures its own reference" in s and "dhkd study sync s-depth" in s
+               for s in said)  # fmt: skip
+    first, second = (StudyPaths(opts.storage_path, s.name) for s in specs)
+    shutil.rmtree(reference_dir(second))
+    write_json(first.tracking_state, {"reference_run_id": "r1", "reference_logged": True})
+    ran.clear()
+    run_suite(plan, specs, opts, run=fake_run, say=said.append)
+    assert ran == [("s-depth", True), ("s-other", True)]
+    assert reference_source(second) == {"study": "s-depth", "run_id": "r1"}
+    assert not (reference_dir(second) / "cost.json").exists()  # the compute stays with s-depth

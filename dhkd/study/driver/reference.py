@@ -8,11 +8,18 @@ test numbers are comparable with every trial's. Its outputs stay in <study>/refe
 study does not measure it again) and are logged to MLflow as one run nested under the study run
 (tag dhkd.role=reference) with its compute (cost/* metrics, as a trial's); `dhkd report` shows
 it as its own column of every table and figure and tests each variant against it.
+
+Within a suite (dhkd/suite/run.py) the reference is measured once per (category, seed): a later
+study with the same reference key gets a copy of the measuring study's folder (share_reference)
+with source.json naming that study and its MLflow reference run; its own reference run then
+carries those as tags (dhkd.reference.source_study, dhkd.reference.source_run) and no cost/*
+metrics, the compute having been spent, and logged, once by the measuring run.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +28,7 @@ from dhkd.config import load_config
 from dhkd.runs.layout import RunFolder
 from dhkd.sections import TrainConfig
 from dhkd.study.design.spec import StudySpec
-from dhkd.study.state.layout import StudyPaths
+from dhkd.study.state.layout import StudyPaths, digest
 from dhkd.study.state.live import cost_metrics, on_gpu
 from dhkd.study.state.outcome import COMPLETE, OBJECTIVE, tracked_metrics
 from dhkd.study.tracking.provenance import provenance_of
@@ -29,7 +36,9 @@ from dhkd.study.tracking.provenance import provenance_of
 SHARED_SECTIONS = ("data", "backbone", "score")  # settings a reference shares with the trials
 REFERENCE_DIR = "reference"
 COST_FILE = "cost.json"  # {wall_s, cpu_s, gpu_s, device} of the measurement
+SOURCE_FILE = "source.json"  # {study, run_id}: the study and MLflow run that measured it
 ROLE = "reference"
+SOURCE_TAGS = {"study": "dhkd.reference.source_study", "run_id": "dhkd.reference.source_run"}
 
 
 def reference_config(spec: StudySpec) -> TrainConfig:
@@ -49,11 +58,40 @@ def reference_dir(paths: StudyPaths) -> Path:
     return paths.dir / REFERENCE_DIR
 
 
+def reference_key(spec: StudySpec) -> str | None:
+    """What makes two studies' references the same measurement: the reference's config, the
+    data and the (category, seed) units; None without a reference."""
+    if spec.reference is None:
+        return None
+    roots = [str(r) for r in spec.data_roots()]
+    data = spec.data.model_dump(mode="json")
+    return digest([reference_config(spec).to_flat_dict(), data, roots, spec.units])
+
+
+def share_reference(source: StudyPaths, paths: StudyPaths, run_id: str) -> None:
+    """Give study `paths` the reference measured by study `source`, whose MLflow reference run
+    is run_id: a copy of its outputs without their cost, and source.json naming both."""
+    out = reference_dir(paths)
+    tmp = out.with_name(f".{REFERENCE_DIR}-shared")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(reference_dir(source), tmp, ignore=shutil.ignore_patterns(COST_FILE))
+    (tmp / SOURCE_FILE).write_text(json.dumps({"study": source.name, "run_id": run_id}))
+    tmp.replace(out)
+
+
+def reference_source(paths: StudyPaths) -> dict[str, str] | None:
+    """{study, run_id} of the study that measured this study's reference; None when the study
+    measured it itself (or has none yet)."""
+    file = reference_dir(paths) / SOURCE_FILE
+    return json.loads(file.read_text()) if file.is_file() else None
+
+
 def measure_reference(
     spec: StudySpec, paths: StudyPaths, data_root: Path, cache_dir: str | None, quiet: bool
 ) -> dict[str, Any] | None:
-    """Measure the reference unless <study>/reference/metrics.json exists; returns the tracking
-    operation that logs it (None without a reference)."""
+    """Measure the reference unless <study>/reference/metrics.json exists (measured, or shared
+    by an earlier study of its suite); returns the tracking operation that logs it (None
+    without a reference)."""
     if spec.reference is None:
         return None
     from dhkd.study.driver.trainable import device_name, node_feature_cache, objective_value
@@ -95,4 +133,7 @@ def measure_reference(
         metrics, tags = cost_metrics(cost)
         op["metrics"].update(metrics)
         op["tags"] = {**op.get("tags", {}), **tags}
+    source = reference_source(paths)
+    if source is not None:
+        op["tags"] = {**op.get("tags", {}), **{SOURCE_TAGS[k]: source[k] for k in SOURCE_TAGS}}
     return op
