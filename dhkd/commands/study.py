@@ -42,38 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("spec", help="study file, e.g. studies/quickstart.yaml")
     run.add_argument("--smoke-test", action="store_true", help=SMOKE_HELP)
-    run.add_argument(
-        "--address",
-        help="Ray cluster to join, e.g. auto (default: start locally); then --storage-path and "
-        "the data root must be folders every node sees at the same path (e.g. NFS)",
-    )
-    run.add_argument("--tracking-uri", default=None, help="MLflow URI (sqlite:///runs/mlflow.db)")
-    run.add_argument("--storage-path", default=None, help="Ray storage folder (runs/ray)")
     run.add_argument("--name", help="study name (default: the spec's name)")
-    run.add_argument("--artifact-location", help="MLflow artifact root for a new experiment")
-    run.add_argument(
-        "--num-cpus", type=_positive_int, help="CPUs of the local Ray instance (default all)"
-    )
-    run.add_argument(
-        "--feature-cache",
-        default="auto",
-        metavar="DIR|auto|off",
-        help="frozen-backbone feature cache on each node; auto: STORAGE/features locally, "
-        "~/.cache/dhkd/features (or $DHKD_FEATURE_CACHE) with --address",
-    )
-    run.add_argument("--quiet", action="store_true", help="no progress lines")
-    run.add_argument(
-        "--extend",
-        action="store_true",
-        help="the study exists and SPEC only adds trials (num_samples), seeds or categories: "
-        "keep every finished trial and run only the new work",
-    )
-    run.add_argument(
-        "--retry-failed",
-        action="store_true",
-        help="run the study's FAILED trials again from scratch, once their cause is fixed: "
-        "each keeps its Optuna trial number, params and MLflow run",
-    )
+    add_run_options(run)
     run.set_defaults(func=run_command)
 
     sync = verbs.add_parser(
@@ -137,12 +107,48 @@ def load_for_run(path: str, smoke: bool, name: str | None):
     return spec
 
 
-def run_command(args: argparse.Namespace) -> int:
-    from dhkd.runs.tracking import DEFAULT_TRACKING_URI
-    from dhkd.study.driver.runner import DEFAULT_STORAGE, RunOptions, run_study
+def add_run_options(run: argparse.ArgumentParser) -> None:
+    """The options of `dhkd study run` that say where and how a study runs (also `dhkd suite
+    run`'s, for each of its studies)."""
+    run.add_argument(
+        "--address",
+        help="Ray cluster to join, e.g. auto (default: start locally); then --storage-path and "
+        "the data root must be folders every node sees at the same path (e.g. NFS)",
+    )
+    run.add_argument("--tracking-uri", default=None, help="MLflow URI (sqlite:///runs/mlflow.db)")
+    run.add_argument("--storage-path", default=None, help="Ray storage folder (runs/ray)")
+    run.add_argument("--artifact-location", help="MLflow artifact root for a new experiment")
+    run.add_argument(
+        "--num-cpus", type=_positive_int, help="CPUs of the local Ray instance (default all)"
+    )
+    run.add_argument(
+        "--feature-cache",
+        default="auto",
+        metavar="DIR|auto|off",
+        help="frozen-backbone feature cache on each node; auto: STORAGE/features locally, "
+        "~/.cache/dhkd/features (or $DHKD_FEATURE_CACHE) with --address",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.add_argument(
+        "--extend",
+        action="store_true",
+        help="the study exists and SPEC only adds trials (num_samples), seeds or categories: "
+        "keep every finished trial and run only the new work",
+    )
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run the study's FAILED trials again from scratch, once their cause is fixed: "
+        "each keeps its Optuna trial number, params and MLflow run",
+    )
 
-    spec = load_for_run(args.spec, args.smoke_test, args.name)
-    opts = RunOptions(
+
+def run_options(args: argparse.Namespace):
+    """The study runner's RunOptions from the options of add_run_options."""
+    from dhkd.runs.tracking import DEFAULT_TRACKING_URI
+    from dhkd.study.driver.runner import DEFAULT_STORAGE, RunOptions
+
+    return RunOptions(
         storage_path=args.storage_path or DEFAULT_STORAGE,
         tracking_uri=args.tracking_uri or DEFAULT_TRACKING_URI,
         address=args.address,
@@ -153,7 +159,13 @@ def run_command(args: argparse.Namespace) -> int:
         extend=args.extend,
         retry_failed=args.retry_failed,
     )
-    summary = run_study(spec, opts)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from dhkd.study.driver.runner import run_study
+
+    spec = load_for_run(args.spec, args.smoke_test, args.name)
+    summary = run_study(spec, run_options(args))
     failed = summary.counts().get("FAILED", 0)
     if failed:
         print(f"{failed} trial(s) FAILED (their errors: the `error` tag of their MLflow runs); "

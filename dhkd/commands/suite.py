@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from dhkd.commands.study import add_run_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -46,28 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--force", action="store_true", help="run even over budget or with costs unknown"
     )
-    for action in _study_run_actions():
-        run._add_action(action)
+    add_run_options(run)
     run.set_defaults(func=run_command)
-
-
-STUDY_RUN_OPTIONS = ("address", "tracking_uri", "storage_path", "artifact_location", "num_cpus",
-                     "feature_cache", "quiet", "extend", "retry_failed")  # fmt: skip
-
-
-def _study_run_actions() -> list[argparse.Action]:
-    """The options of `dhkd study run` that apply to every study of a suite, as
-    dhkd.commands.study defines them (its parser, built here and read back)."""
-    from dhkd.commands import study
-
-    def verbs(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-        return next(a.choices for a in parser._actions
-                    if isinstance(a, argparse._SubParsersAction))  # fmt: skip
-
-    root = argparse.ArgumentParser(add_help=False)
-    study.register(root.add_subparsers())
-    study_run = verbs(verbs(root)["study"])["run"]
-    return [a for a in study_run._actions if a.dest in STUDY_RUN_OPTIONS]
 
 
 def _plan(path: str, uri: str | None, verb: str):
@@ -108,8 +90,7 @@ def plan_command(args: argparse.Namespace) -> int:
 def run_command(args: argparse.Namespace) -> int:
     import sys
 
-    from dhkd.runs.tracking import DEFAULT_TRACKING_URI
-    from dhkd.study.driver.runner import DEFAULT_STORAGE, RunOptions
+    from dhkd.commands.study import run_options
     from dhkd.suite.run import format_outcome, run_suite, summary_path
 
     specs, plan, problems = _plan(args.suite, _existing_store(args.tracking_uri), "run")
@@ -117,17 +98,7 @@ def run_command(args: argparse.Namespace) -> int:
         print("dhkd suite run: nothing was run; fix the plan, or run it anyway with --force",
               file=sys.stderr)  # fmt: skip
         return 1
-    opts = RunOptions(
-        storage_path=args.storage_path or DEFAULT_STORAGE,
-        tracking_uri=args.tracking_uri or DEFAULT_TRACKING_URI,
-        address=args.address,
-        artifact_location=args.artifact_location,
-        num_cpus=args.num_cpus,
-        feature_cache=args.feature_cache,
-        quiet=args.quiet,
-        extend=args.extend,
-        retry_failed=args.retry_failed,
-    )
+    opts = run_options(args)
     outcomes = run_suite(plan, specs, opts)
     print(format_outcome(plan, outcomes, summary_path(opts.storage_path, plan.suite.name)))
     failed = [o for o in outcomes if o.failed]
