@@ -41,7 +41,7 @@ from dhkd.config import read_yaml
 from dhkd.errors import ConfigError
 from dhkd.methods.registry import get_method
 from dhkd.sections import SelectionConfig
-from dhkd.study.design.spec import NAME_PATTERN, DataSpec, StudySpec, parse_spec
+from dhkd.study.design.spec import NAME_PATTERN, DataSpec, StudySpec, error_text, parse_spec
 
 FROM = "from"  # an inline entry's key naming the study file it starts from
 SHARED = ("data", "seeds", "selection", "preset", "reference")  # replace each study's own
@@ -161,18 +161,11 @@ def key_lines(text: str) -> dict[Location, int]:
 
 def _describe(exc: ValidationError, lines: dict[Location, int], source: str) -> str:
     probe = SuiteSpec.model_construct(source=source, lines=lines)
+    skip = ("str", "dict[str,any]", "int", "float")
     out = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if p not in ("str", "dict[str,any]", "int", "float"))
-        key = ".".join(str(p) for p in loc) or "<root>"
-        where = probe.where(loc)
-        if err["type"] == "extra_forbidden":
-            out.append(f"{where}: unknown key '{key}': remove it or check its spelling")
-        elif err["type"] == "missing":
-            out.append(f"{where}: '{key}': required key is missing")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            out.append(f"{where}: '{key}': {msg} (got {err.get('input')!r})")
+        where = probe.where(tuple(p for p in err["loc"] if p not in skip))
+        out.append(f"{where}: {error_text(err, skip)}")
     return f"invalid suite {source}:\n  " + "\n  ".join(dict.fromkeys(out))
 
 

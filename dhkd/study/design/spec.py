@@ -319,19 +319,21 @@ def check_spec(spec: StudySpec) -> StudySpec:
     return spec
 
 
+def error_text(err: dict, skip: tuple[str, ...]) -> str:
+    """One pydantic error of a spec as a line: its dotted key (union tags in `skip` left out)
+    and what is wrong with it."""
+    loc = ".".join(str(p) for p in err["loc"] if p not in skip) or "<root>"
+    if err["type"] == "extra_forbidden":
+        return f"unknown key '{loc}': remove it or check its spelling"
+    if err["type"] == "missing":
+        return f"'{loc}': required key is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    got = "" if "(got " in msg else f" (got {err.get('input')!r})"
+    return f"'{loc}': {msg}{got}"
+
+
 def describe_spec_error(exc: ValidationError, source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if p not in ("float", "int", "categorical"))
-        loc = loc or "<root>"
-        if err["type"] == "extra_forbidden":
-            lines.append(f"unknown key '{loc}': remove it or check its spelling")
-        elif err["type"] == "missing":
-            lines.append(f"'{loc}': required key is missing")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            got = "" if "(got " in msg else f" (got {err.get('input')!r})"
-            lines.append(f"'{loc}': {msg}{got}")
+    lines = [error_text(err, ("float", "int", "categorical")) for err in exc.errors()]
     return f"invalid study spec {source}:\n  " + "\n  ".join(lines)
 
 
