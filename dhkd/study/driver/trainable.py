@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -131,6 +132,30 @@ def _restore() -> tuple[dict | None, dict | None]:
     return state, None
 
 
+def _quiet_exit_hook(default: Callable[[Any], None]) -> Callable[[Any], None]:
+    """An unraisable-exception hook that drops a SystemExit and passes anything else on.
+
+    Ray's worker turns SIGTERM (sent when Tune stops a finished trial's actor or Ray shuts
+    down) into SystemExit. When the signal lands while the interpreter runs a garbage-collection
+    callback (a WeakSet's _remove, say), Python cannot raise it there and prints "Exception
+    ignored in ... Traceback ... SystemExit" instead, which Ray forwards to the driver's
+    terminal: a traceback for a worker that was told to stop and stops.
+    """
+
+    def hook(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, SystemExit):
+            default(unraisable)
+
+    hook.quiet_exit = True  # type: ignore[attr-defined]
+    return hook
+
+
+def install_quiet_exit_hook() -> None:
+    """Install _quiet_exit_hook in this process once."""
+    if not getattr(sys.unraisablehook, "quiet_exit", False):
+        sys.unraisablehook = _quiet_exit_hook(sys.unraisablehook)
+
+
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     """Tune entry point: `config` = {"trial_number": n, "params": {dotted key: value}}, and
     for a top-up of an extended study "units": the (category, seed) units to train."""
@@ -144,6 +169,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     from dhkd.methods.registry import get_method
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per checkpoint
+    install_quiet_exit_hook()
     torch.set_num_threads(max(1, context.threads))
     cfg = load_config(
         context.preset, overrides={**context.base_overrides, **config.get(PARAMS, {})}
