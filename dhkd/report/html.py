@@ -32,6 +32,7 @@ IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
 LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 CODE = re.compile(r"`([^`]+)`")
 BOLD = re.compile(r"\*\*(.+?)\*\*")
+TABLE_RULE = re.compile(r"^\|\s*:?-")  # a pipe table's second line: |:--|, |---|
 
 
 def anchor(path: str) -> str:
@@ -116,7 +117,7 @@ class Page:
                 slug = re.sub(r"[^a-z0-9]+", "-", m[2].lower()).strip("-")
                 out.append(f'<h{level} id="{slug}">{self.inline(m[2])}</h{level}>')
                 i += 1
-            elif line.startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("|:"):
+            elif line.startswith("|") and i + 1 < len(lines) and TABLE_RULE.match(lines[i + 1]):
                 end = next((j for j in range(i, len(lines)) if not lines[j].startswith("|")),
                            len(lines))  # fmt: skip
                 out.append(self._table(lines[i:end]))
@@ -129,7 +130,7 @@ class Page:
             elif not line.strip():
                 i += 1
             else:
-                end = next((j for j in range(i, len(lines)) if not lines[j].strip()
+                end = next((j for j in range(i + 1, len(lines)) if not lines[j].strip()
                             or re.match(r"^(#|\||```| *- )", lines[j])), len(lines))  # fmt: skip
                 out.append(f"<p>{self.inline(' '.join(lines[i:end]))}</p>")
                 i = end
