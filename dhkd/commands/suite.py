@@ -49,7 +49,47 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--force", action="store_true", help="run even over budget or with costs unknown"
     )
     add_run_options(run)
+    _document_options(run)
+    run.add_argument(
+        "--no-document",
+        action="store_true",
+        help="do not write the suite document when every study is complete",
+    )
     run.set_defaults(func=run_command)
+
+    report = verbs.add_parser(
+        "report",
+        help="one document for the suite: main table, ablation tables, figures, LaTeX + PDF",
+        description="Read the suite's studies back from MLflow and write one document: the "
+        "main table (DHKD, BiKD, the kNN reference, published columns), an ablation table per "
+        "question with paired tests against the default row, the sensitivity and qualitative "
+        "figures, main.tex compiled to main.pdf, README.md / README.html and provenance.csv "
+        "naming the MLflow run of every number (docs/suites.md).",
+    )
+    report.add_argument("suite", help="suite file, e.g. studies/suites/local.yaml")
+    report.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store the suite ran against (sqlite:///runs/mlflow.db)",
+    )
+    report.add_argument("--storage-path", default=None,
+                        help="the suite's Ray storage folder, for its plan-vs-actual summary "
+                        "(runs/ray)")  # fmt: skip
+    _document_options(report)
+    report.set_defaults(func=report_command)
+
+
+def _document_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out", default=None, help="folder of the suite document (default: reports/<suite name>)"
+    )
+    parser.add_argument(
+        "--latex-layout",
+        choices=("twocolumn", "onecolumn"),
+        default="twocolumn",
+        help="main.tex's layout (default twocolumn)",
+    )
+    parser.add_argument("--no-pdf", action="store_true", help="write main.tex, do not compile it")
 
 
 def _plan(path: str, uri: str | None, verb: str):
@@ -102,9 +142,48 @@ def run_command(args: argparse.Namespace) -> int:
     outcomes = run_suite(plan, specs, opts)
     print(format_outcome(plan, outcomes, summary_path(opts.storage_path, plan.suite.name)))
     failed = [o for o in outcomes if o.failed]
+    done = all(o.complete for o in outcomes) and not failed
+    if done and not args.no_document:
+        _document(args, specs, opts.tracking_uri, opts.storage_path)
     if failed:
         names = ", ".join(f"{o.name} ({o.failed})" for o in failed)
         print(f"dhkd suite run: FAILED trials in {names} (their errors: the `error` tag of their "
               f"MLflow runs); once the cause is fixed, run them again with: dhkd suite run "
               f"{args.suite} --retry-failed")  # fmt: skip
-    return 0 if all(o.complete for o in outcomes) and not failed else 1
+    return 0 if done else 1
+
+
+def _document(args: argparse.Namespace, specs, uri: str, storage: str | None) -> None:
+    import shlex
+
+    from dhkd.suite.document import build_document
+    from dhkd.suite.spec import load_suite
+
+    suite = load_suite(args.suite)
+    out = args.out or f"reports/{suite.name}"
+    command = ["dhkd", "suite", "report", args.suite, "--out", out]
+    if args.latex_layout != "twocolumn":
+        command += ["--latex-layout", args.latex_layout]
+    doc = build_document(suite, specs, uri, out, storage_path=storage, layout=args.latex_layout,
+                         pdf=not args.no_pdf, command=shlex.join(command))  # fmt: skip
+    latex = doc.latex
+    state = ""
+    if latex:
+        problems = [*latex.get("errors", []), *latex.get("overfull", [])]
+        state = (
+            "; main.pdf compiled"
+            if latex.get("compiled") and not problems
+            else ("; LaTeX: " + "; ".join(problems))
+        )
+    print(f"[dhkd] suite document: {out}/README.md ({len(doc.main)} main tables, "
+          f"{len(doc.ablations)} ablation tables, {len(doc.figures)} figures{state})")  # fmt: skip
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from dhkd.runs.tracking import DEFAULT_TRACKING_URI
+    from dhkd.suite.spec import expand, load_suite
+
+    specs = expand(load_suite(args.suite))
+    storage = args.storage_path or "runs/ray"
+    _document(args, specs, args.tracking_uri or DEFAULT_TRACKING_URI, storage)
+    return 0

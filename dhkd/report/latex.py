@@ -257,17 +257,11 @@ def notes_markdown(table: Table, metric_file: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def notes_latex(table: Table) -> str:
-    """The long notes as a LaTeX fragment (an appendix or supplementary section can
-    \\input it); nested items keep their indent."""
-    out = [
-        r"\begingroup\sloppy",
-        rf"\paragraph{{Notes to Table~\ref{{{label(table)}}}}} "
-        rf"({latex_escape(table.title)}, study \texttt{{{latex_escape(table.study)}}}).",
-        r"\begin{itemize}",
-    ]
-    nested = False
-    for line in long_notes(table):
+def itemize_lines(lines: list[str]) -> list[str]:
+    """Plain-text note lines as \\item lines; a line indented by two spaces goes into a nested
+    itemize under the one before it."""
+    out, nested = [], False
+    for line in lines:
         sub = line.startswith("  ")
         if sub and not nested:
             out.append(r"\begin{itemize}")
@@ -277,5 +271,18 @@ def notes_latex(table: Table) -> str:
         out.append(rf"\item {breakable(line.strip())}")
     if nested:
         out.append(r"\end{itemize}")
+    return out
+
+
+def notes_latex(table: Table) -> str:
+    """The long notes as a LaTeX fragment (an appendix or supplementary section can
+    \\input it); nested items keep their indent."""
+    out = [
+        r"\begingroup\sloppy",
+        rf"\paragraph{{Notes to Table~\ref{{{label(table)}}}}} "
+        rf"({latex_escape(table.title)}, study \texttt{{{latex_escape(table.study)}}}).",
+        r"\begin{itemize}",
+    ]
+    out += itemize_lines(long_notes(table))
     out += [r"\end{itemize}", r"\endgroup"]
     return "\n".join(out) + "\n"

@@ -160,12 +160,16 @@ def build_table(
     *,
     paper: bool = False,
     baseline: str | None = None,
+    published: tuple[str, ...] | None = None,
 ) -> Table:
-    """The table of one metric; `baseline` is a column key (default: the first column)."""
+    """The table of one metric; `baseline` is a column key (default: the first column);
+    `published`: with `paper`, only these published methods (keys of published_results.json)."""
     rows = [*data.categories, *SUMMARY_ROWS]
     columns = [TableColumn(c.key, c.label, "measured", c.trial) for c in cols]
     cells = {(r, c.key): measured_cell(data, c, r, metric) for c in cols for r in rows}
     pub = published_columns(metric) if paper else []
+    if published is not None:
+        pub = [p for p in pub if p.key.removeprefix("published:") in published]
     for p in pub:
         note = "mean only" if p.means_only else ""
         columns.append(TableColumn(p.key, p.label, "published", note=note))

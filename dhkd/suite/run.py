@@ -140,8 +140,9 @@ def write_suite_summary(
     started: datetime,
     wall_s: float,
 ) -> Path:
-    """<storage>/suites/<name>.json: the plan's estimate, the actual wall time summed over every
-    invocation (this one appended to `runs`), and each study's latest outcome."""
+    """<storage>/suites/<name>.json: the first invocation's plan estimate (each invocation's in
+    `runs`), the actual wall time summed over every invocation (this one appended to `runs`),
+    and each study's latest outcome."""
     suite = plan.suite
     path = summary_path(opts.storage_path, suite.name)
     old = read_json(path, {}) or {}
@@ -151,6 +152,7 @@ def write_suite_summary(
         "started": started.isoformat(timespec="seconds"),
         "ended": datetime.now(UTC).isoformat(timespec="seconds"),
         "wall_s": round(wall_s, 1),
+        "estimate_wall_s": plan.wall_s,
         "studies_run": [o.name for o in outcomes if not o.skipped],
         "studies_skipped": [o.name for o in outcomes if o.skipped],
         "finished": all_done,
@@ -165,8 +167,9 @@ def write_suite_summary(
         "suite": suite.name,
         "source": suite.source,
         "studies": studies,
-        "estimate": {"wall_s": plan.wall_s, "cpu_s": plan.total.cpu_s,
-                     "gpu_s": plan.total.gpu_s},
+        # the first invocation's plan: a resumed suite plans again from what has run since
+        "estimate": old.get("estimate") or {"wall_s": plan.wall_s, "cpu_s": plan.total.cpu_s,
+                                            "gpu_s": plan.total.gpu_s},
         "actual": {"wall_s": round(sum(r["wall_s"] for r in runs), 1)},
         "started": runs[0]["started"],
         "ended": runs[-1]["ended"],
