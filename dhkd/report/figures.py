@@ -277,7 +277,7 @@ def fitted_suptitle(fig: Figure, title: str, fontsize: float):
     inside the figure's width (one narrow panel cannot hold a long title on one line)."""
     renderer = fig.canvas.get_renderer()
     room = 0.96 * fig.get_figwidth() * fig.dpi
-    for width in range(len(title), 9, -1):
+    for width in range(max(len(title), 10), 9, -1):  # at least once, for a short title
         artist = fig.suptitle("\n".join(textwrap.wrap(title, width)), fontsize=fontsize)
         if artist.get_window_extent(renderer).width <= room:
             break
