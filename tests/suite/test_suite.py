@@ -277,9 +277,12 @@ SMOKE_STUDY = {
 def test_a_suite_runs_shares_its_reference_and_skips_what_is_done(
     tmp_path: Path, tracking_uri: str, ray_local, capsys, monkeypatch
 ) -> None:
-    """Two tiny studies on generated data: the kNN reference is trained once per (category,
-    seed) across both, the second study's reference run names the first's, a second
-    `suite run` skips both, and the suite summary holds the estimate and the actual time."""
+    """Two tiny studies on generated data, a method comparison and an ablation that leaves
+    its default out: the kNN reference is trained once per (category, seed) across both, the
+    second study's reference run names the first's, the suite summary holds the estimate and
+    the actual time, the document is written (its numbers are MLflow's, the ablation's
+    default row is the comparison's DHKD trial, main.tex compiles where pdflatex is), and a
+    second `suite run` skips both studies."""
     from mlflow.tracking import MlflowClient
 
     import dhkd.training.fit
@@ -293,17 +296,18 @@ def test_a_suite_runs_shares_its_reference_and_skips_what_is_done(
         return real_fit(cfg, data_root, units, **kwargs)
 
     monkeypatch.setattr(dhkd.training.fit, "fit_units", counting_fit)
-    depth = {"type": "categorical", "values": [2]}
-    studies = [{**SMOKE_STUDY, "name": "a", "scientific": {"teacher.depth": depth}},
-               {**SMOKE_STUDY, "name": "b", "scientific": {"student.variant": {
-                   "type": "categorical", "values": ["dual"]}}}]  # fmt: skip
+    method = {"type": "categorical", "values": ["dhkd", "bikd"]}
+    sigma = {"type": "categorical", "values": [0.0]}  # the tiny preset's default: 0.2
+    studies = [{**SMOKE_STUDY, "name": "a", "scientific": {"method": method}},
+               {**SMOKE_STUDY, "name": "b", "scientific": {"noise.sigma": sigma}}]  # fmt: skip
     synthetic = {"categories": ["widget"], "image_size": 64, "n_train": 8, "n_test_good": 4,
                  "n_test_defect": 4, "seed": 0}  # fmt: skip
     path = _suite(tmp_path, studies, data={"synthetic": synthetic}, seeds=[0, 1], preset="tiny",
                   reference="knn")  # fmt: skip
     storage = tmp_path / "ray"
+    doc = tmp_path / "doc"
     args = ["suite", "run", str(path), "--tracking-uri", tracking_uri,
-            "--storage-path", str(storage), "--quiet"]  # fmt: skip
+            "--storage-path", str(storage), "--quiet", "--out", str(doc)]  # fmt: skip
 
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -329,6 +333,7 @@ def test_a_suite_runs_shares_its_reference_and_skips_what_is_done(
     assert summary["estimate"]["wall_s"] is None  # no costs known for the tiny preset
     first = summary["actual"]["wall_s"]
     assert first > 0 and summary["started"] <= summary["ended"]
+    _check_document(doc, out, client, a, b)
 
     assert main(args) == 0  # everything done: skipped, nothing trained again
     out = capsys.readouterr().out
@@ -337,7 +342,56 @@ def test_a_suite_runs_shares_its_reference_and_skips_what_is_done(
     summary = json.loads((storage / "suites" / "s.json").read_text())
     assert len(summary["runs"]) == 2 and summary["runs"][1]["studies_skipped"] == ["s-a", "s-b"]
     assert summary["actual"]["wall_s"] >= first
-    assert [len(load_study(n, tracking_uri).trials) for n in ("s-a", "s-b")] == [1, 1]
+    assert [len(load_study(n, tracking_uri).trials) for n in ("s-a", "s-b")] == [2, 1]
+
+    one = tmp_path / "one"  # the other layout, from the tracking store alone
+    assert main(["suite", "report", str(path), "--tracking-uri", tracking_uri, "--storage-path",
+                 str(storage), "--out", str(one), "--latex-layout", "onecolumn"]) == 0  # fmt: skip
+    assert r"\documentclass[10pt]{article}" in (one / "main.tex").read_text()
+    _check_latex(one)
+
+
+def _check_latex(doc: Path) -> None:
+    meta = json.loads((doc / "document.json").read_text())
+    if shutil.which("pdflatex") is None:
+        assert (
+            meta["latex"]["compiled"] is False
+            and "pdflatex not found" in meta["latex"]["errors"][0]
+        )
+        return
+    assert meta["latex"] == {"compiled": True, "errors": [], "overfull": []}
+    assert (doc / "main.pdf").stat().st_size > 10_000
+    assert not list(doc.glob("main.aux")) and not list(doc.glob("main.log"))
+
+
+def _check_document(doc: Path, out: str, client, a, b) -> None:
+    """The suite document of the smoke suite (see the test's docstring)."""
+    import csv
+
+    assert f"[dhkd] suite document: {doc}/README.md (3 main tables, 1 ablation tables" in out
+    for name in ("README.md", "README.html", "main.tex", "provenance.csv", "document.json",
+                 "tables/main_pixel_aupro.tex", "tables/ablation_s-b.tex", "tables/preamble.tex",
+                 "figures/qualitative.png"):  # fmt: skip
+        assert (doc / name).is_file(), name
+    _check_latex(doc)
+    main_csv = (doc / "tables" / "main_pixel_aupro.csv").read_text()
+    head = main_csv.splitlines()[0]
+    assert head.startswith("category,method=dhkd mean,method=dhkd std,method=dhkd n,method=bikd")
+    assert "reference mean" in head and "| DHKD (#" in (doc / "README.md").read_text()
+    ablation = (doc / "tables" / "ablation_s-b.csv").read_text().splitlines()
+    dhkd = next(c for c in a.complete if c.params["method"] == "dhkd")
+    default = [r for r in ablation if r.startswith("σ 0.2,1,pixel_aupro")]
+    assert len(default) == 1 and default[0].endswith(f",{dhkd.run_id},s-a")
+    tex = (doc / "main.tex").read_text()
+    assert r"\input{tables/main_image_auroc}" in tex and r"\input{tables/ablation_s-b}" in tex
+    with open(doc / "provenance.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("run_id") and r.get("metric_key")]
+    assert {r["table"] for r in rows} >= {"main_pixel_aupro", "ablation_s-b"}
+    runs = {}
+    for row in rows:  # every number is the value MLflow holds for its run and key
+        run = runs.setdefault(row["run_id"], client.get_run(row["run_id"]))
+        assert float(row["mlflow_value"]) == pytest.approx(run.data.metrics[row["metric_key"]])
+    assert any(r["run_id"] == b.trials[0].run_id for r in rows)
 
 
 def test_a_reference_not_yet_in_mlflow_is_measured_again(tmp_path: Path) -> None:
