@@ -31,6 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="MLflow store whose earlier runs give the costs (default: sqlite:///runs/mlflow.db "
         "when that file exists, else only the suite's costs table)",
     )
+    plan.add_argument(
+        "--storage-path",
+        default=None,
+        help="Ray storage folder whose suites/SUITE-calibration.json holds earlier "
+        "--calibrate measurements, and receives new ones (runs/ray)",
+    )
+    _calibrate_option(plan)
     plan.set_defaults(func=plan_command)
 
     run = verbs.add_parser(
@@ -48,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--force", action="store_true", help="run even over budget or with costs unknown"
     )
+    _calibrate_option(run)
     add_run_options(run)
     _document_options(run)
     run.add_argument(
@@ -79,6 +87,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     report.set_defaults(func=report_command)
 
 
+def _calibrate_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="for every method and preset the plan has no cost for, train one (category, seed) "
+        "unit here first, as a trial would (on a GPU when trials ask for one), and store its "
+        "cost in STORAGE/suites/SUITE-calibration.json for this and later plans",
+    )
+
+
 def _document_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default=None, help="folder of the suite document (default: reports/<suite name>)"
@@ -92,18 +110,34 @@ def _document_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-pdf", action="store_true", help="write main.tex, do not compile it")
 
 
-def _plan(path: str, uri: str | None, verb: str):
-    """(specs, plan, problems) of the suite file, the plan printed and its problems too."""
+def _plan(path: str, uri: str | None, verb: str, storage: str | None = None,
+          calibrate: bool = False):  # fmt: skip
+    """(specs, plan, problems) of the suite file, the plan printed and its problems too; with
+    calibrate, the costs the plan lacks measured first (dhkd.suite.calibrate)."""
     import sys
 
+    from dhkd.study.driver.runner import DEFAULT_STORAGE
+    from dhkd.suite.calibrate import CalibrationRefused, calibrate_missing, calibration_path
     from dhkd.suite.plan import cost_book, format_plan, plan_suite
     from dhkd.suite.spec import expand, load_suite
 
     suite = load_suite(path)
     specs = expand(suite)
-    plan = plan_suite(suite, specs, cost_book(suite, specs, uri))
+    storage = storage or str(DEFAULT_STORAGE)
+    calibration = calibration_path(storage, suite.name)
+    book = cost_book(suite, specs, uri, calibration)
+    plan = plan_suite(suite, specs, book)
+    refused = []
+    if calibrate and plan.missing:
+        try:
+            calibrate_missing(suite, specs, plan.missing, storage, book.train_size, verb=verb)
+        except CalibrationRefused as exc:
+            refused.append(str(exc))
+        else:
+            book = cost_book(suite, specs, uri, calibration)
+            plan = plan_suite(suite, specs, book)
     print(format_plan(plan))
-    problems = plan.problems()
+    problems = [*refused, *plan.problems()]
     for problem in problems:
         print(f"dhkd suite {verb}: {problem}", file=sys.stderr)
     return specs, plan, problems
@@ -123,7 +157,7 @@ def _existing_store(uri: str | None) -> str | None:
 
 def plan_command(args: argparse.Namespace) -> int:
     uri = args.tracking_uri or _existing_store(None)
-    _, _, problems = _plan(args.suite, uri, "plan")
+    _, _, problems = _plan(args.suite, uri, "plan", args.storage_path, args.calibrate)
     return 1 if problems else 0
 
 
@@ -133,7 +167,8 @@ def run_command(args: argparse.Namespace) -> int:
     from dhkd.commands.study import run_options
     from dhkd.suite.run import format_outcome, run_suite, summary_path
 
-    specs, plan, problems = _plan(args.suite, _existing_store(args.tracking_uri), "run")
+    specs, plan, problems = _plan(args.suite, _existing_store(args.tracking_uri), "run",
+                                  args.storage_path, args.calibrate)  # fmt: skip
     if problems and not args.force:
         print("dhkd suite run: nothing was run; fix the plan, or run it anyway with --force",
               file=sys.stderr)  # fmt: skip

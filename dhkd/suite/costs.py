@@ -1,12 +1,15 @@
 """Measured seconds per (category, seed) unit, for a suite's plan.
 
-Two sources, in this order:
+Three sources, in this order:
 
 1. MLflow: every COMPLETE trial and reference run of earlier studies (tags dhkd.role, state),
    with its `cost/wall_s` and `cost/cpu_s` metrics over all its units (its `dhkd.categories` x
    `dhkd.seeds` tags, or its study's spec params), its method (the trial's `method` param, the
    reference's `dhkd.reference` tag), its study run's `spec.preset` param and its `device` tag.
-2. The suite's `costs:` table, seconds per unit as benchmarks/bench_methods.py measures them.
+2. The suite's calibration file, STORAGE/suites/<suite>-calibration.json: one unit per
+   (method, preset) that `dhkd suite plan|run --calibrate` trained itself
+   (dhkd.suite.calibrate.calibration_measurements).
+3. The suite's `costs:` table, seconds per unit as benchmarks/bench_methods.py measures them.
 
 From each source, in turn, a unit of (method, preset, category) costs: the mean over runs of
 that one category; else the mean over every unit of the method and preset, scaled by the

@@ -16,13 +16,15 @@ The model, kept simple:
   at once (resources.concurrent_trials x resources.nodes), as if no trial slowed another and
   no slot stood idle.
 
-Seconds per unit come from dhkd.suite.costs (MLflow, then the suite's `costs:` table).
+Seconds per unit come from dhkd.suite.costs (MLflow, then the calibration file of
+`--calibrate`, dhkd.suite.calibrate, then the suite's `costs:` table).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dhkd.study.design.space import CategoricalParam
 from dhkd.study.design.spec import StudySpec
@@ -139,7 +141,9 @@ def how_to_measure(keys: list[Key]) -> str:
     return (
         f"measure them on the kind of machine the suite will run on with {bench} and add each "
         "category's wall s / CPU s (device: gpu on a GPU) to the suite's `costs:` table, or pass "
-        "--tracking-uri of an MLflow store where studies of those methods at that preset ran"
+        "--tracking-uri of an MLflow store where studies of those methods at that preset ran, "
+        "or let the plan measure one unit of each itself with --calibrate (`dhkd suite plan|run "
+        "SUITE --calibrate`, on such a machine)"
     )
 
 
@@ -278,9 +282,15 @@ def format_plan(plan: Plan) -> str:
     return "\n".join(out)
 
 
-def cost_book(suite: SuiteSpec, specs: list[StudySpec], tracking_uri: str | None) -> CostBook:
-    """Unit costs from the MLflow store at tracking_uri (None: none), then the suite's table;
-    train-set sizes from the studies' data roots."""
+def cost_book(
+    suite: SuiteSpec,
+    specs: list[StudySpec],
+    tracking_uri: str | None,
+    calibration: Path | None = None,
+) -> CostBook:
+    """Unit costs from the MLflow store at tracking_uri (None: none), then the calibration file
+    of `dhkd suite plan --calibrate` (dhkd.suite.calibrate; None or absent: none), then the
+    suite's table; train-set sizes from the studies' data roots."""
     from dhkd.suite.costs import mlflow_measurements, table_measurements, train_counter
 
     sources = []
@@ -289,6 +299,10 @@ def cost_book(suite: SuiteSpec, specs: list[StudySpec], tracking_uri: str | None
 
         client, uri = client_for(tracking_uri)
         sources.append((f"mlflow {uri}", mlflow_measurements(client)))
+    if calibration is not None:
+        from dhkd.suite.calibrate import SOURCE, calibration_measurements
+
+        sources.append((SOURCE, calibration_measurements(calibration)))
     sources.append(("costs table", table_measurements(suite)))
     roots = dict.fromkeys(root for spec in specs for root in spec.data_roots())
     return CostBook(suite.device, sources, train_counter(roots))
