@@ -118,7 +118,7 @@ def _plan(path: str, uri: str | None, verb: str, storage: str | None = None,
 
     from dhkd.study.driver.runner import DEFAULT_STORAGE
     from dhkd.suite.calibrate import CalibrationRefused, calibrate_missing, calibration_path
-    from dhkd.suite.plan import cost_book, format_plan, plan_suite
+    from dhkd.suite.plan import cost_book, done_work, format_plan, plan_suite
     from dhkd.suite.spec import expand, load_suite
 
     suite = load_suite(path)
@@ -126,7 +126,8 @@ def _plan(path: str, uri: str | None, verb: str, storage: str | None = None,
     storage = storage or str(DEFAULT_STORAGE)
     calibration = calibration_path(storage, suite.name)
     book = cost_book(suite, specs, uri, calibration)
-    plan = plan_suite(suite, specs, book)
+    done = done_work(specs, storage)
+    plan = plan_suite(suite, specs, book, done)
     refused = []
     if calibrate and plan.missing:
         try:
@@ -135,7 +136,7 @@ def _plan(path: str, uri: str | None, verb: str, storage: str | None = None,
             refused.append(str(exc))
         else:
             book = cost_book(suite, specs, uri, calibration)
-            plan = plan_suite(suite, specs, book)
+            plan = plan_suite(suite, specs, book, done)
     print(format_plan(plan))
     problems = [*refused, *plan.problems()]
     for problem in problems:

@@ -56,6 +56,44 @@ class StudyPlan:
     units: int
     compute: Compute
     missing: list[Key] = field(default_factory=list)
+    trained: int | None = None  # units left to train (None: trials x units, nothing done yet)
+    state: str = ""  # "complete" | "extension" | "" (new or resumed: counted whole)
+
+    @property
+    def to_train(self) -> int:
+        return self.trials * self.units if self.trained is None else self.trained
+
+
+@dataclass
+class Done:
+    """What a study's storage folder says was run: the spec it ran (trials, units) and
+    whether it is complete with exactly the suite's spec."""
+
+    trials: int
+    units: set[tuple[str, int]]
+    complete: bool
+    reference: bool  # its reference was measured on those units
+
+
+def done_work(specs: list[StudySpec], storage: str | Path) -> dict[str, Done]:
+    """The studies of the suite already in `storage` (a resumed or extended suite)."""
+    import yaml
+
+    from dhkd.study.design.spec import parse_spec
+    from dhkd.study.driver.reference import reference_dir
+    from dhkd.study.state.layout import StudyPaths
+    from dhkd.suite.run import completed
+
+    out = {}
+    for spec in specs:
+        paths = StudyPaths(Path(storage), spec.name)
+        if not paths.spec.is_file():
+            continue
+        old = parse_spec(yaml.safe_load(paths.spec.read_text()), str(paths.spec), spec.base_dir)
+        measured = (reference_dir(paths) / "metrics.json").is_file()
+        out[spec.name] = Done(old.trials, set(old.units),
+                              completed(spec, paths, False) is not None, measured)  # fmt: skip
+    return out
 
 
 @dataclass
@@ -168,38 +206,78 @@ def _compute(units: list[UnitCost], cpus: float, gpus: float) -> Compute:
     return Compute(wall, cpu, wall * gpus)
 
 
-def plan_suite(suite: SuiteSpec, specs: list[StudySpec], book: CostBook) -> Plan:
-    """The plan of the expanded suite `specs` with the unit costs of `book`."""
+def _trial_compute(book: CostBook, costs: dict, spec: StudySpec, units: list, res,
+                   gpus: float) -> tuple[Compute, list[Key]]:  # fmt: skip
+    """What one trial costs on `units`, averaged over the methods a study searches."""
+    methods = study_methods(spec)
+    keys = [(m, spec.preset, c) for c, _ in units for m in methods]
+    found = [(k, _unit(book, costs, k)) for k in keys]
+    missing = [k for k, u in found if u is None]
+    if missing:
+        return Compute(None, None, None), missing
+    one = _compute([u for _, u in found if u is not None], res.cpus_per_trial, gpus)
+    n = len(methods)
+    return Compute(one.wall_s / n, one.cpu_s / n, one.gpu_s / n), []  # type: ignore[operator]
+
+
+def _new_units(spec: StudySpec, old: Done) -> list[tuple[str, int]]:
+    return [u for u in spec.units if u not in old.units]
+
+
+def _scaled(c: Compute, k: float) -> Compute:
+    return Compute(*(None if v is None else v * k for v in (c.wall_s, c.cpu_s, c.gpu_s)))
+
+
+def plan_suite(
+    suite: SuiteSpec, specs: list[StudySpec], book: CostBook, done: dict[str, Done] | None = None
+) -> Plan:
+    """The plan of the expanded suite `specs` with the unit costs of `book`; with `done`
+    (done_work), only what is left: a complete study costs nothing, an extended one (more
+    seeds, categories or trials) its new units for the trials it ran and every unit for its new
+    trials. A study that was interrupted is counted whole (an upper bound)."""
     from dhkd.study.driver.reference import reference_config
 
     res = suite.resources
+    done = done or {}
     gpus = res.gpus_per_trial if book.device == "gpu" else 0.0
     costs: dict[Key, UnitCost | None] = {}
     studies = []
     for spec in specs:
         methods = study_methods(spec)
-        keys = [(m, spec.preset, c) for c, _ in spec.units for m in methods]
-        found = [(k, _unit(book, costs, k)) for k in keys]
-        missing = [k for k, u in found if u is None]
-        compute = Compute(None, None, None)
-        if not missing:
-            one = _compute([u for _, u in found if u is not None], res.cpus_per_trial, gpus)
-            share = spec.trials / len(methods)
-            compute = Compute(one.wall_s * share, one.cpu_s * share, one.gpu_s * share)  # type: ignore[operator]
+        per_trial, missing = _trial_compute(book, costs, spec, spec.units, res, gpus)
+        compute, trained, state = _scaled(per_trial, spec.trials), None, ""
+        old = done.get(spec.name)
+        if old is not None and old.complete:
+            compute, trained, state = Compute(), 0, "complete"
+        elif old is not None and (_new_units(spec, old) or spec.trials > old.trials):
+            new = _new_units(spec, old)
+            kept = min(old.trials, spec.trials)
+            top_up, more = _trial_compute(book, costs, spec, new, res, gpus)
+            missing = [*missing, *more] if new else missing
+            compute = _scaled(top_up, kept)
+            compute.add(_scaled(per_trial, spec.trials - kept))
+            trained, state = kept * len(new) + (spec.trials - kept) * len(spec.units), "extension"
         studies.append(StudyPlan(spec.name, methods, spec.trials, len(spec.units), compute,
-                                 list(dict.fromkeys(missing))))  # fmt: skip
+                                 list(dict.fromkeys(missing)), trained, state))  # fmt: skip
     measured: dict[str, dict[tuple, tuple[str, str]]] = {}
     listed: dict[str, int] = {}
+    before: set[tuple] = set()  # (config, category, seed) references measured by earlier runs
     for spec in specs:
         if spec.reference is None:
             continue
         config = json.dumps(reference_config(spec).to_flat_dict(), sort_keys=True, default=str)
+        old = done.get(spec.name)
+        if old is not None and old.reference:
+            before |= {(config, c, s) for c, s in old.units}
         listed[spec.reference] = listed.get(spec.reference, 0) + len(spec.units)
         for category, seed in spec.units:
             measured.setdefault(spec.reference, {})[(config, category, seed)] = (
                 spec.preset,
                 category,
             )
+    for units in measured.values():
+        for key in before & set(units):
+            del units[key]
     references = []
     for method, units in measured.items():
         found = [((method, p, c), _unit(book, costs, (method, p, c))) for p, c in units.values()]
@@ -242,14 +320,14 @@ def format_plan(plan: Plan) -> str:
     for s in plan.studies:
         c = s.compute
         hours = [_hours(c.wall_s), _hours(c.cpu_s), _hours(c.gpu_s)]
-        counts = [str(s.trials), str(s.units), str(s.trials * s.units)]
+        counts = [str(s.trials), str(s.units), str(s.to_train)]
         rows.append([s.name, "/".join(s.methods), *counts, *hours])
     for r in plan.references:
         c = r.compute
         rows.append([f"reference {r.method} (once)", r.method, "-", str(r.units), str(r.units),
                      _hours(c.wall_s), _hours(c.cpu_s), _hours(c.gpu_s)])  # fmt: skip
     total = plan.total
-    trained = sum(s.trials * s.units for s in plan.studies) + sum(r.units for r in plan.references)
+    trained = sum(s.to_train for s in plan.studies) + sum(r.units for r in plan.references)
     rows.append(["total", "", str(sum(s.trials for s in plan.studies)), "", str(trained),
                  _hours(total.wall_s), _hours(total.cpu_s), _hours(total.gpu_s)])  # fmt: skip
     header = ["study", "method", "trials", "units", "trained units", "unit h", "CPU h", "GPU h"]
@@ -258,6 +336,13 @@ def format_plan(plan: Plan) -> str:
         if r.listed > r.units:
             out.append(f"(the studies list {r.listed} {r.method} reference units; "
                        f"{r.units} distinct ones are measured)")  # fmt: skip
+    for state, says in (
+        ("complete", "complete: nothing to train"),
+        ("extension", "extended: only the new units and trials are counted"),
+    ):
+        names = [s.name for s in plan.studies if s.state == state]
+        if names:
+            out.append(f"({', '.join(names)} {says})")
     wall = plan.wall_s
     slots = res.slots
     if wall is None:

@@ -12,7 +12,7 @@ import yaml
 
 from dhkd.cli import main
 from dhkd.errors import ConfigError
-from dhkd.study.design.spec import load_spec, parse_spec
+from dhkd.study.design.spec import load_spec, parse_spec, spec_tree
 from dhkd.suite.costs import CostBook, mlflow_measurements, table_measurements, train_counter
 from dhkd.suite.plan import cost_book, plan_suite
 from dhkd.suite.spec import CostEntry, expand, load_suite
@@ -139,6 +139,44 @@ def test_reference_units_are_counted_once_across_studies(tmp_path: Path) -> None
     assert plan.total.wall_s == pytest.approx(3280.0)
     assert plan.wall_s == pytest.approx(1640.0)  # over 2 trials at once
     assert plan.problems() == []
+
+
+def test_the_plan_of_a_resumed_suite_counts_only_what_is_left(tmp_path: Path) -> None:
+    """A complete study costs nothing; one extended by a seed costs its trials x the new units;
+    the reference units measured before are not counted again."""
+    from dhkd.study.driver.reference import reference_dir
+    from dhkd.study.state.layout import StudyPaths, write_json
+    from dhkd.suite.plan import done_work, format_plan
+
+    _data(tmp_path / "data", {"a": 10, "b": 10})
+    data = {"root": "data", "dataset": "custom", "categories": ["a", "b"]}
+    costs = _costs("dhkd", a=100.0, b=300.0) + _costs("knn", a=10.0, b=30.0)
+    second = {**STUDY, "name": "other"}
+    path = _suite(tmp_path, [STUDY, second], data=data, seeds=[0], costs=costs)
+    storage = tmp_path / "ray"
+    for spec in expand(load_suite(path)):  # both studies ran to the end on seed 0
+        paths = StudyPaths(storage, spec.name)
+        paths.dir.mkdir(parents=True)
+        paths.spec.write_text(yaml.safe_dump(spec_tree(spec), sort_keys=False))
+        write_json(paths.dir / "summary.json", {"complete": True, "counts": {"COMPLETE": 2}})
+        reference_dir(paths).mkdir(parents=True)
+        (reference_dir(paths) / "metrics.json").write_text("{}")
+    suite = load_suite(path)
+    specs = expand(suite)
+    plan = plan_suite(suite, specs, cost_book(suite, specs, None), done_work(specs, storage))
+    assert [s.state for s in plan.studies] == ["complete", "complete"]
+    assert plan.total.wall_s == 0.0 and plan.references[0].units == 0
+
+    path = _suite(tmp_path, [STUDY, second], data=data, seeds=[0, 1], costs=costs)
+    suite = load_suite(path)
+    specs = expand(suite)
+    plan = plan_suite(suite, specs, cost_book(suite, specs, None), done_work(specs, storage))
+    for study in plan.studies:  # 2 trials x the new seed x (100 + 300) s
+        assert (study.state, study.to_train) == ("extension", 4)
+        assert study.compute.wall_s == pytest.approx(800.0)
+    (ref,) = plan.references
+    assert ref.units == 2 and ref.compute.wall_s == pytest.approx(40.0)  # seed 1 only
+    assert "extended: only the new units and trials are counted" in format_plan(plan)
 
 
 def test_unmeasured_categories_scale_the_mean_by_train_size(tmp_path: Path) -> None:
