@@ -116,6 +116,21 @@ def borrowed_default(
     return None
 
 
+def _question(spec: StudySpec, keys: list[str]) -> str:
+    """What the table asks, from what the study varied (a study's description may be that of
+    the paper spec it started from, with other grids or categories)."""
+    base = defaults(spec)
+    parts = []
+    for key in keys:
+        values = ", ".join(value_text(v) for v in spec.scientific[key].values)
+        parts.append(f"{key} in {{{values}}}, default {value_text(base.get(key))}")
+    return "; ".join(parts) or spec.name
+
+
+def value_text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def build_ablation(
     spec: StudySpec, data: StudyData, others: list[tuple[StudySpec, StudyData]]
 ) -> Ablation:
@@ -123,7 +138,7 @@ def build_ablation(
     studies, for a baseline the study did not train."""
     keys = [k for k, p in spec.scientific.items() if p.type == "categorical"]
     cols = [c for c in columns(data) if c.key != REFERENCE]
-    question = spec.description.strip().split(". ")[0].rstrip(".")
+    question = _question(spec, keys)
     ablation = Ablation(
         data.name, question, spec.method, keys, [], data.categories, spec.objective.metric
     )

@@ -168,7 +168,9 @@ def _save_png(fig, path: Path) -> Path:
 def figures(suite: SuiteSpec, found, tracking_uri: str, doc: Document, workdir: Path) -> None:
     folder = doc.out / "figures"
     fig = sensitivity_figure(
-        doc.ablations, f"Suite {suite.name}: test metrics against each ablation parameter"
+        doc.ablations,
+        f"Suite {suite.name}: each test metric's change from the default setting, against "
+        "each numeric ablation parameter",
     )
     if fig is None:
         doc.notes.append("No sensitivity figure: no ablation varies one numeric parameter.")
@@ -384,9 +386,9 @@ def main_tex(suite: SuiteSpec, found, doc: Document, layout: str, meta: dict) ->
             rf"\begin{{{wide}}}[t]",
             r"\centering",
             rf"\includegraphics[width={width}]{{figures/sensitivity.png}}",
-            r"\caption{Test metrics against each numeric ablation parameter: a thin line "
-            r"per category, the mean over categories thick (error bars: std over seeds), "
-            r"the default dotted.}",
+            r"\caption{Each test metric's change from the default setting (points) against each "
+            r"numeric ablation parameter, the settings evenly spaced: a thin line per category, "
+            r"the mean over categories thick (error bars: std over seeds), the default dotted.}",
             r"\label{fig:sensitivity}",
             rf"\end{{{wide}}}",
             "",

@@ -1,6 +1,7 @@
 """The sensitivity figure of a suite: each test metric against each numeric ablation parameter
-(noise sigma, affinity weight, flow depth, ...), one thin line per category, the mean over
-categories thick with its seed spread, the default value marked.
+(noise sigma, affinity weight, flow depth, ...), as the change from the default setting in
+points: one thin line per category, the mean over categories thick with its seed spread, the
+default marked (categories far apart in level would otherwise flatten every line).
 
 A panel row per ablation whose one scientific parameter takes numbers (its borrowed default row
 included), a column per metric. The points are the ablation rows' trials (ablation.py), so the
@@ -53,17 +54,22 @@ def points(ablation: Ablation) -> list[dict[str, Any]]:
 
 
 def _panel(ax, ablation: Ablation, metric: str, colors: dict) -> None:
+    """Each row's value minus the default row's, in points: a line per category, the mean
+    over categories thick (error bars: the row's std over seeds); the settings evenly spaced."""
     key = ablation.keys[0]
     rows = sorted(ablation.rows, key=lambda r: r.column.assignment[key])
-    xs = [float(r.column.assignment[key]) for r in rows]
+    xs = list(range(len(rows)))
+    base = ablation.baseline
     for category in ablation.categories:
+        ref = measured_cell(base.data, base.column, category, metric).value if base else None
         ys = [measured_cell(r.data, r.column, category, metric).value for r in rows]
-        ys = [np.nan if y is None else y for y in ys]
+        ys = [np.nan if y is None or ref is None else y - ref for y in ys]
         ax.plot(
             xs, ys, marker="o", ms=3, lw=1.0, alpha=0.75, color=colors[category], label=category
         )
+    ref = ablation.cells[(base.key, metric)].value if base else None
     cells = [ablation.cells[(r.key, metric)] for r in rows]
-    ys = [np.nan if c.value is None else c.value for c in cells]
+    ys = [np.nan if c.value is None or ref is None else c.value - ref for c in cells]
     err = [0.0 if c.std is None else c.std for c in cells]
     ax.errorbar(
         xs,
@@ -77,14 +83,13 @@ def _panel(ax, ablation: Ablation, metric: str, colors: dict) -> None:
         zorder=3,
         label="mean over categories",
     )
-    base = ablation.baseline
+    ax.axhline(0.0, color="0.5", lw=0.8)
     if base is not None:
-        ax.axvline(float(base.column.assignment[key]), color="0.5", ls=":", lw=1.2, label="default")
-    F._set_xscale(ax, xs)
-    ax.set_xticks(xs, [f"{x:g}" for x in xs])
-    ax.minorticks_off()
+        ax.axvline(rows.index(base), color="0.5", ls=":", lw=1.2, label="default")
+    ax.set_xticks(xs, [f"{r.column.assignment[key]:g}" for r in rows])
     ax.margins(x=0.08)
-    F.tidy_percent_axis(ax)
+    low, high = ax.get_ylim()  # at least +-0.5 points: a flat line should look flat
+    ax.set_ylim(min(low, -0.5), max(high, 0.5))
     ax.grid(alpha=0.3)
 
 
@@ -105,7 +110,7 @@ def sensitivity_figure(ablations: list[Ablation], title: str):
                 ax.set_title(TITLES[metric])
             ax.set_xlabel(ablation.keys[0])
             if j == 0:
-                ax.set_ylabel("test, %")
+                ax.set_ylabel("test − default, points")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
     F.fitted_suptitle(fig, title, 11)
