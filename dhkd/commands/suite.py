@@ -118,7 +118,8 @@ def _plan(path: str, uri: str | None, verb: str, storage: str | None = None,
 
     from dhkd.study.driver.runner import DEFAULT_STORAGE
     from dhkd.suite.calibrate import CalibrationRefused, calibrate_missing, calibration_path
-    from dhkd.suite.plan import cost_book, done_work, format_plan, plan_suite
+    from dhkd.suite.plan import cost_book, format_plan, plan_suite
+    from dhkd.suite.run import done_work
     from dhkd.suite.spec import expand, load_suite
 
     suite = load_suite(path)

@@ -39,7 +39,7 @@ from typing import Any
 from dhkd.errors import ConfigError
 from dhkd.study.design.spec import StudySpec
 from dhkd.suite.costs import Measurement
-from dhkd.suite.spec import SuiteSpec
+from dhkd.suite.spec import SuiteSpec, study_methods
 
 SOURCE = "calibration"  # the cost source's name in the plan: "calibration: bottle"
 Key = tuple[str, str, str]  # (method, preset, category)
@@ -94,7 +94,6 @@ def calibration_units(
     specs: list[StudySpec], missing: list[Key], train_size: Callable[[str], int | None]
 ) -> list[CalibrationUnit]:
     """One unit per (method, preset) of `missing` (the plan's keys without a cost)."""
-    from dhkd.suite.plan import study_methods
 
     pairs: dict[tuple[str, str], list[str]] = {}
     for method, preset, category in missing:

@@ -26,10 +26,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dhkd.study.design.space import CategoricalParam
 from dhkd.study.design.spec import StudySpec
 from dhkd.suite.costs import CostBook, UnitCost
-from dhkd.suite.spec import SuiteSpec
+from dhkd.suite.spec import SuiteSpec, study_methods
 
 Key = tuple[str, str, str]  # (method, preset, category)
 
@@ -73,27 +72,6 @@ class Done:
     units: set[tuple[str, int]]
     complete: bool
     reference: bool  # its reference was measured on those units
-
-
-def done_work(specs: list[StudySpec], storage: str | Path) -> dict[str, Done]:
-    """The studies of the suite already in `storage` (a resumed or extended suite)."""
-    import yaml
-
-    from dhkd.study.design.spec import parse_spec
-    from dhkd.study.driver.reference import reference_dir
-    from dhkd.study.state.layout import StudyPaths
-    from dhkd.suite.run import completed
-
-    out = {}
-    for spec in specs:
-        paths = StudyPaths(Path(storage), spec.name)
-        if not paths.spec.is_file():
-            continue
-        old = parse_spec(yaml.safe_load(paths.spec.read_text()), str(paths.spec), spec.base_dir)
-        measured = (reference_dir(paths) / "metrics.json").is_file()
-        out[spec.name] = Done(old.trials, set(old.units),
-                              completed(spec, paths, False) is not None, measured)  # fmt: skip
-    return out
 
 
 @dataclass
@@ -183,15 +161,6 @@ def how_to_measure(keys: list[Key]) -> str:
         "or let the plan measure one unit of each itself with --calibrate (`dhkd suite plan|run "
         "SUITE --calibrate`, on such a machine)"
     )
-
-
-def study_methods(spec: StudySpec) -> tuple[str, ...]:
-    """The methods a study's trials train: the values of a `method` search parameter, else its
-    method."""
-    param = spec.space.get("method")
-    if isinstance(param, CategoricalParam):
-        return tuple(str(v) for v in param.values)
-    return (spec.method,)
 
 
 def _unit(book: CostBook, costs: dict, key: Key) -> UnitCost | None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from dhkd.study.design.spec import StudySpec, spec_tree
+from dhkd.study.design.spec import StudySpec, parse_spec, spec_tree
 from dhkd.study.driver.reference import (
     reference_dir,
     reference_key,
@@ -32,7 +32,7 @@ from dhkd.study.driver.reference import (
 )
 from dhkd.study.driver.runner import RunOptions, run_study
 from dhkd.study.state.layout import StudyPaths, digest, read_json, write_json
-from dhkd.suite.plan import Plan
+from dhkd.suite.plan import Done, Plan
 
 SUITES_DIR = "suites"  # <storage>/suites/<suite name>.json
 
@@ -195,3 +195,17 @@ def format_outcome(plan: Plan, outcomes: list[StudyOutcome], path: Path) -> str:
     lines.append(f"wall time: estimated {estimate}, actual {actual / 3600:.2f} h "
                  f"(this run {this / 3600:.2f} h); summary: {path}")  # fmt: skip
     return "\n".join(lines)
+
+
+def done_work(specs: list[StudySpec], storage: str | Path) -> dict[str, Done]:
+    """The studies of the suite already in `storage` (a resumed or extended suite)."""
+    out = {}
+    for spec in specs:
+        paths = StudyPaths(Path(storage), spec.name)
+        if not paths.spec.is_file():
+            continue
+        old = parse_spec(yaml.safe_load(paths.spec.read_text()), str(paths.spec), spec.base_dir)
+        measured = _has_reference(paths)
+        out[spec.name] = Done(old.trials, set(old.units),
+                              completed(spec, paths, False) is not None, measured)  # fmt: skip
+    return out

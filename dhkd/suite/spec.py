@@ -41,6 +41,7 @@ from dhkd.config import read_yaml
 from dhkd.errors import ConfigError
 from dhkd.methods.registry import get_method
 from dhkd.sections import SelectionConfig
+from dhkd.study.design.space import CategoricalParam
 from dhkd.study.design.spec import NAME_PATTERN, DataSpec, StudySpec, error_text, parse_spec
 
 FROM = "from"  # an inline entry's key naming the study file it starts from
@@ -256,3 +257,12 @@ def expand(suite: SuiteSpec) -> list[StudySpec]:
         seen[spec.name] = source
         specs.append(spec)
     return specs
+
+
+def study_methods(spec: StudySpec) -> tuple[str, ...]:
+    """The methods a study's trials train: the values of a `method` search parameter, else its
+    method."""
+    param = spec.space.get("method")
+    if isinstance(param, CategoricalParam):
+        return tuple(str(v) for v in param.values)
+    return (spec.method,)

@@ -146,7 +146,8 @@ def test_the_plan_of_a_resumed_suite_counts_only_what_is_left(tmp_path: Path) ->
     the reference units measured before are not counted again."""
     from dhkd.study.driver.reference import reference_dir
     from dhkd.study.state.layout import StudyPaths, write_json
-    from dhkd.suite.plan import done_work, format_plan
+    from dhkd.suite.plan import format_plan
+    from dhkd.suite.run import done_work
 
     _data(tmp_path / "data", {"a": 10, "b": 10})
     data = {"root": "data", "dataset": "custom", "categories": ["a", "b"]}
