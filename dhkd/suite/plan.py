@@ -203,7 +203,8 @@ def plan_suite(
     """The plan of the expanded suite `specs` with the unit costs of `book`; with `done`
     (done_work), only what is left: a complete study costs nothing, an extended one (more
     seeds, categories or trials) its new units for the trials it ran and every unit for its new
-    trials. A study that was interrupted is counted whole (an upper bound)."""
+    trials, and its reference on every unit again. A study that was interrupted is counted
+    whole (an upper bound)."""
     from dhkd.study.driver.reference import reference_config
 
     res = suite.resources
@@ -236,8 +237,8 @@ def plan_suite(
             continue
         config = json.dumps(reference_config(spec).to_flat_dict(), sort_keys=True, default=str)
         old = done.get(spec.name)
-        if old is not None and old.reference:
-            before |= {(config, c, s) for c, s in old.units}
+        if old is not None and old.reference and set(spec.units) <= old.units:
+            before |= {(config, c, s) for c, s in old.units}  # an extended one measures all again
         listed[spec.reference] = listed.get(spec.reference, 0) + len(spec.units)
         for category, seed in spec.units:
             measured.setdefault(spec.reference, {})[(config, category, seed)] = (

@@ -25,6 +25,7 @@ import yaml
 
 from dhkd.study.design.spec import StudySpec, parse_spec, spec_tree
 from dhkd.study.driver.reference import (
+    covers,
     reference_dir,
     reference_key,
     reference_source,
@@ -105,7 +106,7 @@ def run_suite(
                 outcome = StudyOutcome(spec.name, True, True, done.get("counts", {}), 0.0, est,
                                        reference_source(paths))  # fmt: skip
             else:
-                if key in measured and not _has_reference(paths):
+                if key in measured and not covers(paths, spec):
                     _share(measured[key], paths, say)
                 say(f"[dhkd] study {spec.name}: running")
                 summary = run(spec, opts)

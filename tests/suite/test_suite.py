@@ -142,8 +142,8 @@ def test_reference_units_are_counted_once_across_studies(tmp_path: Path) -> None
 
 
 def test_the_plan_of_a_resumed_suite_counts_only_what_is_left(tmp_path: Path) -> None:
-    """A complete study costs nothing; one extended by a seed costs its trials x the new units;
-    the reference units measured before are not counted again."""
+    """A complete study costs nothing, nor its reference; one extended by a seed costs its
+    trials x the new units, and its reference every unit (it is measured again)."""
     from dhkd.study.driver.reference import reference_dir
     from dhkd.study.state.layout import StudyPaths, write_json
     from dhkd.suite.plan import format_plan
@@ -175,8 +175,8 @@ def test_the_plan_of_a_resumed_suite_counts_only_what_is_left(tmp_path: Path) ->
     for study in plan.studies:  # 2 trials x the new seed x (100 + 300) s
         assert (study.state, study.to_train) == ("extension", 4)
         assert study.compute.wall_s == pytest.approx(800.0)
-    (ref,) = plan.references
-    assert ref.units == 2 and ref.compute.wall_s == pytest.approx(40.0)  # seed 1 only
+    (ref,) = plan.references  # measured again on every unit of the extended studies
+    assert ref.units == 4 and ref.compute.wall_s == pytest.approx(80.0)
     assert "extended: only the new units and trials are counted" in format_plan(plan)
 
 
@@ -326,7 +326,7 @@ def test_a_suite_runs_shares_its_reference_and_skips_what_is_done(
     from mlflow.tracking import MlflowClient
 
     import dhkd.training.fit
-    from dhkd.report.collect import load_study
+    from dhkd.report.collect import load_study, load_units
 
     trained: list[tuple[str, int]] = []
     real_fit = dhkd.training.fit.fit_units
@@ -389,6 +389,16 @@ def test_a_suite_runs_shares_its_reference_and_skips_what_is_done(
                  str(storage), "--out", str(one), "--latex-layout", "onecolumn"]) == 0  # fmt: skip
     assert r"\documentclass[10pt]{article}" in (one / "main.tex").read_text()
     _check_latex(one)
+
+    path = _suite(tmp_path, studies, data={"synthetic": synthetic}, seeds=[0, 1, 2],
+                  preset="tiny", reference="knn")  # fmt: skip
+    assert main([*args, "--extend", "--no-document"]) == 0  # one more seed
+    out = capsys.readouterr().out
+    assert "(s-a, s-b extended: only the new units and trials are counted)" in out
+    assert sorted(trained[2:]) == [("widget", 0), ("widget", 1), ("widget", 2)]  # once, by s-a
+    assert "study s-b: the reference measured by s-a" in out
+    b = load_study("s-b", tracking_uri)
+    assert len(load_units(b, b.reference)) == 3 and len(load_units(b, b.trials[0])) == 3
 
 
 def _check_latex(doc: Path) -> None:

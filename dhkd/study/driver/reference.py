@@ -70,13 +70,40 @@ def reference_key(spec: StudySpec) -> str | None:
 
 def share_reference(source: StudyPaths, paths: StudyPaths, run_id: str) -> None:
     """Give study `paths` the reference measured by study `source`, whose MLflow reference run
-    is run_id: a copy of its outputs without their cost, and source.json naming both."""
+    is run_id: a copy of its outputs without their cost, and source.json naming both (in place
+    of a reference the study had on fewer units)."""
     out = reference_dir(paths)
     tmp = out.with_name(f".{REFERENCE_DIR}-shared")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(reference_dir(source), tmp, ignore=shutil.ignore_patterns(COST_FILE))
     (tmp / SOURCE_FILE).write_text(json.dumps({"study": source.name, "run_id": run_id}))
-    tmp.replace(out)
+    _swap_in(tmp, out)
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Put folder `new` at `out`, replacing the folder there (renamed aside first, so an
+    interruption leaves either the old folder or the new one at `out`, never a mix)."""
+    old = out.with_name(f".{out.name}-old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.replace(old)
+    new.replace(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def measured_units(paths: StudyPaths) -> set[tuple[str, int]]:
+    """The (category, seed) units the study's reference folder holds (none: not measured)."""
+    file = RunFolder(reference_dir(paths)).metrics
+    if not file.is_file():
+        return set()
+    units = json.loads(file.read_text()).get("units") or []
+    return {(str(u["category"]), int(u["seed"])) for u in units if "category" in u}
+
+
+def covers(paths: StudyPaths, spec: StudySpec) -> bool:
+    """Whether the study's reference was measured on every unit of `spec` (an extended study's
+    is not, until it is measured again)."""
+    return set(spec.units) <= measured_units(paths)
 
 
 def reference_source(paths: StudyPaths) -> dict[str, str] | None:
@@ -89,9 +116,10 @@ def reference_source(paths: StudyPaths) -> dict[str, str] | None:
 def measure_reference(
     spec: StudySpec, paths: StudyPaths, data_root: Path, cache_dir: str | None, quiet: bool
 ) -> dict[str, Any] | None:
-    """Measure the reference unless <study>/reference/metrics.json exists (measured, or shared
-    by an earlier study of its suite); returns the tracking operation that logs it (None
-    without a reference)."""
+    """Measure the reference unless <study>/reference/ holds it on every unit of the spec
+    (measured, or shared by an earlier study of its suite; a study extended by seeds or
+    categories measures it again on all its units); returns the tracking operation that logs
+    it (None without a reference)."""
     if spec.reference is None:
         return None
     from dhkd.study.driver.trainable import device_name, node_feature_cache, objective_value
@@ -100,7 +128,7 @@ def measure_reference(
     cfg = reference_config(spec)
     out = reference_dir(paths)
     done = RunFolder(out).metrics
-    if not done.is_file():
+    if not covers(paths, spec):
         if not quiet:
             print(f"[dhkd] measuring the reference {spec.reference} on {len(spec.units)} units")
         tmp = out.with_name(f".{REFERENCE_DIR}-partial")
@@ -112,7 +140,7 @@ def measure_reference(
         cost = {"wall_s": wall, "cpu_s": time.process_time() - cpu_start,
                 "gpu_s": wall if on_gpu(device) else 0.0, "device": device}  # fmt: skip
         (tmp / COST_FILE).write_text(json.dumps(cost, indent=2))
-        tmp.replace(out)
+        _swap_in(tmp, out)
     flat = json.loads(done.read_text())
     numbers = {k: v for k, v in flat.items() if isinstance(v, int | float)}
     cost_file = out / COST_FILE
@@ -127,6 +155,7 @@ def measure_reference(
         "params": cfg.to_flat_dict(),
         "metrics": tracked_metrics(numbers, spec.objective.metric),
         "artifacts": str(out),
+        "units": sorted([c, s] for c, s in measured_units(paths)),  # logged again when they grow
         **provenance_of(str(out), COMPLETE, spec.weights_kept),
     }
     if cost:  # compute of the measurement: cost/* metrics and the device tag, as a trial's

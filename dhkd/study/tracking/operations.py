@@ -332,7 +332,8 @@ def _with_best_link(tr: RunStore, note: str, best: int | None) -> str:
 
 def apply_reference(tr: RunStore, op: dict[str, Any]) -> None:
     """The study's reference run (tag dhkd.role=reference), nested under the study run, with
-    its params, metrics and outputs; logged once."""
+    its params, metrics and outputs; logged once per set of (category, seed) units (an
+    extended study's reference, measured again on more units, is logged again to that run)."""
     parent = tr.state["study_run_id"]
     run_id = tr.state.get("reference_run_id")
     if run_id is None:
@@ -349,7 +350,8 @@ def apply_reference(tr: RunStore, op: dict[str, Any]) -> None:
         run_id = run.info.run_id
         tr.state["reference_run_id"] = run_id
         tr.save()
-    if tr.state.get("reference_logged"):
+    units = op.get("units")
+    if tr.state.get("reference_logged") and tr.state.get("reference_units") == units:
         return
     _log(tr, run_id, params=op["params"])
     _log_artifacts(tr, run_id, Path(op["artifacts"]), set(op.get("exclude") or ()))
@@ -361,6 +363,7 @@ def apply_reference(tr: RunStore, op: dict[str, Any]) -> None:
          ts=int(time.time() * 1000))  # fmt: skip
     tr.client.set_terminated(run_id, status="FINISHED")
     tr.state["reference_logged"] = True
+    tr.state["reference_units"] = units
     tr.save()
 
 

@@ -77,3 +77,51 @@ def test_measured_once_and_logged_once_as_its_own_run(synthetic_root, tmp_path, 
     assert run.data.metrics["cost/gpu_s"] == 0.0 and run.data.tags["device"].startswith("cpu:")
     assert run.data.tags["dhkd.fp.device"].startswith("cpu:")  # fingerprint, as a trial's
     assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"stripes", "widget"}
+
+
+@pytest.mark.slow
+def test_an_extended_study_measures_and_logs_its_reference_again(
+    synthetic_root, tmp_path, tracking_uri
+):
+    """More seeds: the reference is measured again on every unit, the folder swapped whole,
+    and logged again to the same MLflow run; a resume after that logs nothing new."""
+    import json
+    from pathlib import Path
+
+    from mlflow.tracking import MlflowClient
+
+    from dhkd.study.driver.reference import covers, measured_units
+
+    spec = _spec(synthetic_root, seeds=[0])
+    paths = StudyPaths(tmp_path / "ray", spec.name)
+    paths.dir.mkdir(parents=True)
+    tracker = Tracker(paths, tracking_uri)
+    tracker.start_study(spec.name, {"spec.name": spec.name}, {})
+    tracker.submit(measure_reference(spec, paths, synthetic_root, "", quiet=True))
+    tracker.flush()
+    assert measured_units(paths) == {("stripes", 0), ("widget", 0)}
+
+    extended = _spec(synthetic_root, seeds=[0, 1])
+    assert covers(paths, spec) and not covers(paths, extended)
+    op = measure_reference(extended, paths, synthetic_root, "", quiet=True)
+    assert covers(paths, extended) and len(op["units"]) == 4
+    assert not list(paths.dir.glob(".reference*"))  # the old folder swapped out and removed
+    tracker.submit(op)
+    tracker.flush()
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name("ref")
+    (run,) = client.search_runs([exp.experiment_id], "tags.`dhkd.role` = 'reference'")
+    logged = client.download_artifacts(run.info.run_id, "metrics.json", str(tmp_path))
+    assert len(json.loads(Path(logged).read_text())["units"]) == 4
+    state = json.loads(paths.tracking_state.read_text())
+    assert state["reference_units"] == [
+        ["stripes", 0],
+        ["stripes", 1],
+        ["widget", 0],
+        ["widget", 1],
+    ]
+    history = client.get_metric_history(run.info.run_id, "cost/wall_s")
+    assert len(history) == 2  # the first measurement's and the second's
+    tracker.submit(measure_reference(extended, paths, synthetic_root, "", quiet=True))
+    tracker.flush()
+    assert len(client.get_metric_history(run.info.run_id, "cost/wall_s")) == 2  # not again
