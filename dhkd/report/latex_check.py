@@ -2,9 +2,9 @@ r"""Compile every generated LaTeX table in a one-column and a two-column paper.
 
     python -m dhkd.report.latex_check DIR [--out PNGDIR]
 
-Every .tex file under DIR (preamble.tex aside: it is the preamble) is put between paragraphs of
-filler text in a plain `article` (10pt, one column) and a plain `article` (10pt, twocolumn),
-with the preamble.tex of its folder (or, where there is none, dhkd's own, latex.PREAMBLE), and
+Every .tex file under DIR (preamble.tex aside: it is the preamble; a whole document such as a
+suite's main.tex aside too) is put between paragraphs of filler text in a plain `article` (10pt,
+one column) and a plain `article` (10pt, twocolumn), with the preamble.tex of its folder (or, where there is none, dhkd's own, latex.PREAMBLE), and
 built with pdflatex. A file fails on a LaTeX error or an overfull box; the exit status is 1 when
 any fails. With --out every page of every document is rendered to PNG (pdftoppm) to look at.
 
@@ -122,7 +122,13 @@ def compile_one(
 
 
 def tables_under(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*.tex") if p.name != "preamble.tex")
+    """The table fragments under root: every .tex but the preambles and whole documents (a
+    suite's main.tex, which `dhkd suite report` compiles as it is)."""
+    return sorted(
+        p
+        for p in root.rglob("*.tex")
+        if p.name != "preamble.tex" and "\\documentclass" not in p.read_text()
+    )
 
 
 def check(root: Path, png_dir: Path | None = None) -> list[Result]:

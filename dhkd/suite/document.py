@@ -202,22 +202,24 @@ def figures(suite: SuiteSpec, found, tracking_uri: str, doc: Document, workdir: 
 
 
 def plan_vs_actual(suite: SuiteSpec, storage_path: str | Path | None) -> dict[str, Any] | None:
+    """Each invocation of `dhkd suite run` that ran something: the plan's estimate of its work
+    (what was left when it started) beside its wall time, from STORAGE/suites/SUITE.json."""
     if storage_path is None:
         return None
     path = summary_path(storage_path, suite.name)
     if not path.is_file():
         return None
     summary = json.loads(path.read_text())
-    estimate = (summary.get("estimate") or {}).get("wall_s")
-    actual = (summary.get("actual") or {}).get("wall_s")
-    ratio = actual / estimate if estimate and actual else None
-    return {
-        "estimate_wall_s": estimate,
-        "actual_wall_s": actual,
-        "ratio": ratio,
-        "finished": summary.get("finished"),
-        "runs": len(summary.get("runs", [])),
-    }
+    first = (summary.get("estimate") or {}).get("wall_s")
+    runs = []
+    for i, run in enumerate(summary.get("runs", [])):
+        estimate = run.get("estimate_wall_s", first if i == 0 else None)
+        if run.get("studies_run"):
+            runs.append({"started": run.get("started"), "estimate_wall_s": estimate,
+                         "wall_s": run.get("wall_s"), "studies": len(run["studies_run"]),
+                         "finished": run.get("finished")})  # fmt: skip
+    return {"runs": runs, "actual_wall_s": (summary.get("actual") or {}).get("wall_s"),
+            "finished": summary.get("finished")}  # fmt: skip
 
 
 def code_commits(found) -> list[str]:
@@ -321,14 +323,19 @@ def _protocol(found) -> str:
 
 
 def _timing_text(timing: dict[str, Any] | None) -> str:
-    if not timing or not timing.get("estimate_wall_s") or not timing.get("actual_wall_s"):
-        return "Plan against actual: no suite summary with both figures was found."
-    est, act = timing["estimate_wall_s"] / 3600, timing["actual_wall_s"] / 3600
-    return (
-        f"Plan against actual: the plan estimated {est:.2f} h of wall time, the suite took "
-        f"{act:.2f} h ({100 * (timing['ratio'] - 1):+.0f}%) over {timing['runs']} "
-        f"invocation(s)."
-    )
+    runs = (timing or {}).get("runs") or []
+    if not runs:
+        return "Plan against actual: no suite summary was found."
+    parts = []
+    for n, run in enumerate(runs, 1):
+        est, act = run["estimate_wall_s"], run["wall_s"]
+        if est and act:
+            off = 100 * (act / est - 1)
+            parts.append(f"run {n} ({run['studies']} studies): planned {est / 3600:.2f} h, "
+                         f"took {act / 3600:.2f} h ({off:+.0f}% of the plan)")  # fmt: skip
+        elif act:
+            parts.append(f"run {n}: took {act / 3600:.2f} h (no estimate: costs unknown)")
+    return "Plan against actual: " + "; ".join(parts) + "."
 
 
 def main_tex(suite: SuiteSpec, found, doc: Document, layout: str, meta: dict) -> str:

@@ -185,3 +185,19 @@ def test_every_table_under_reports_compiles_without_overfull_boxes(tmp_path):
     assert len(results) == 2 * len(tables)
     assert all(r.ok for r in results), [r.text() for r in results if not r.ok]
     assert all(r.pngs for r in results)
+
+
+@pdflatex
+@pytest.mark.slow
+def test_the_committed_suite_document_compiles_without_overfull_boxes(tmp_path):
+    """reports/local/main.tex as committed, built where it lies (a copy): no error, no overfull
+    box, and its tables are left to the fragment check above."""
+    from dhkd.suite.document import compile_pdf
+
+    folder = tmp_path / "local"
+    shutil.copytree(REPORTS / "local", folder)
+    (folder / "main.pdf").unlink()
+    assert compile_pdf(folder) == {"compiled": True, "errors": [], "overfull": []}
+    assert (folder / "main.pdf").stat().st_size > 100_000
+    assert REPORTS / "local" / "main.tex" not in latex_check.tables_under(REPORTS)
+
