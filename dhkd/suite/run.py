@@ -181,7 +181,8 @@ def write_suite_summary(
 
 
 def format_outcome(plan: Plan, outcomes: list[StudyOutcome], path: Path) -> str:
-    """The suite's studies, then the plan's estimate beside the actual wall time."""
+    """The suite's studies, then this run's plan estimate (of what was left when it started)
+    beside its actual wall time, and the suite's total."""
     summary = read_json(path, {}) or {}
     lines = [f"suite {plan.suite.name}:"]
     for o in outcomes:
@@ -193,8 +194,8 @@ def format_outcome(plan: Plan, outcomes: list[StudyOutcome], path: Path) -> str:
     estimate = "unknown" if plan.wall_s is None else f"{plan.wall_s / 3600:.2f} h"
     actual = summary.get("actual", {}).get("wall_s", 0.0)
     this = summary.get("runs", [{}])[-1].get("wall_s", 0.0)
-    lines.append(f"wall time: estimated {estimate}, actual {actual / 3600:.2f} h "
-                 f"(this run {this / 3600:.2f} h); summary: {path}")  # fmt: skip
+    lines.append(f"wall time of this run: estimated {estimate}, actual {this / 3600:.2f} h "
+                 f"(all runs of the suite {actual / 3600:.2f} h); summary: {path}")  # fmt: skip
     return "\n".join(lines)
 
 
