@@ -193,7 +193,7 @@ def figures(suite: SuiteSpec, found, tracking_uri: str, doc: Document, workdir: 
 
     seed = suite.seeds[0] if suite.seeds else 0
     path, rows, notes = qualitative_figure(
-        tracking_uri, runs, compare.categories, seed, folder, workdir
+        tracking_uri, runs, compare.categories, seed, folder, workdir, suite.seeds or ()
     )
     doc.notes += notes
     doc.provenance += rows

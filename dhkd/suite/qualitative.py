@@ -21,6 +21,7 @@ would make it large).
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ FILE = "qualitative.png"
 DPI = 100
 DISPLAY = 224  # pixels of every cell's picture (the model's square view of the image)
 CELL_IN = 2.0  # inches per cell
-MAX_BYTES = 900_000  # a larger PNG is re-encoded with a 256-colour palette
+MAX_BYTES = 300_000  # a larger PNG is re-encoded with a 256-colour palette (committed documents)
 NO_WEIGHTS = "no weights kept"
 
 
@@ -272,6 +273,27 @@ def _draw(rows: list[_Row], columns: list[_Column], seed: int, path: Path) -> Pa
     return path
 
 
+def _common_seed(
+    columns: list[_Column], categories: list[str], seeds: list[int], notes: list[str]
+) -> int:
+    """The first of `seeds` whose units every run with weights holds for every category (a
+    study extended by seeds keeps the weights of its last units only); seeds[0] if none."""
+    held = [
+        {(str(u["category"]), int(u["seed"])) for u in col.weights.get("units", [])}
+        for col in columns
+        if col.weights is not None
+    ]
+    for seed in dict.fromkeys(seeds):
+        if all((c, seed) in units for units in held for c in categories):
+            if seed != seeds[0]:
+                notes.append(
+                    f"qualitative figure on seed {seed}: the kept weights of some runs hold no "
+                    f"seed-{seeds[0]} units (an extended study keeps its last units' weights)"
+                )
+            return seed
+    return seeds[0]
+
+
 def qualitative_figure(
     tracking_uri: str,
     runs: dict[str, str],
@@ -279,10 +301,12 @@ def qualitative_figure(
     seed: int,
     out: Path,
     workdir: Path,
+    fallback_seeds: Sequence[int] = (),
 ) -> tuple[Path | None, list[dict], list[str]]:
     """Write out/qualitative.png: one row per category (test image | ground truth | the map of
     each run of `runs`, label -> MLflow run id, in that order) on the category's first
-    defective test image, by the unit of `seed`. Returns (the PNG, or None when there is
+    defective test image, by the unit of `seed` (or of the first of `fallback_seeds` every run
+    holds, when some run's weights lack `seed`). Returns (the PNG, or None when there is
     nothing to draw or drawing failed; provenance rows {"figure", "category", "column",
     "run_id", "image" (relative to the data root; None without one), "seed"}, one per
     (category, column), in row then column order; notes on whatever a cell could not show)."""
@@ -293,6 +317,7 @@ def qualitative_figure(
         notes.append("qualitative figure: no categories or no runs to show")
         return None, provenance, notes
     columns = [_open(tracking_uri, label, rid, workdir, notes) for label, rid in runs.items()]
+    seed = _common_seed(columns, categories, [seed, *fallback_seeds], notes)
     rows: list[_Row] = []
     for category in categories:
         row, sample = _row(category, columns, notes)

@@ -150,3 +150,24 @@ def test_a_missing_unit_and_an_unreadable_image_are_notes(store: Store, tmp_path
         store.uri, {"DHKD": store.runs["DHKD"]}, ["stripes"], 3, tmp_path / "o2", tmp_path / "w2"
     )
     assert png is not None and any("holds no unit stripes/seed 3" in n for n in notes), notes
+
+
+def test_the_figure_falls_back_to_a_seed_every_run_holds() -> None:
+    """A study extended by seeds keeps the weights of its last units: the figure takes the
+    first seed every run's weights hold for every category, and says so."""
+    from dhkd.suite.qualitative import _Column, _common_seed
+
+    def column(units):
+        col = _Column("m", "run")
+        col.weights = {"units": [{"category": c, "seed": s} for c, s in units]}
+        return col
+
+    extended = column([("a", 1), ("b", 1)])
+    reference = column([("a", 0), ("a", 1), ("b", 0), ("b", 1)])
+    notes: list[str] = []
+    assert _common_seed([extended, reference], ["a", "b"], [0, 0, 1], notes) == 1
+    assert notes == ["qualitative figure on seed 1: the kept weights of some runs hold no "
+                     "seed-0 units (an extended study keeps its last units' weights)"]  # fmt: skip
+    notes.clear()
+    assert _common_seed([reference, _Column("x", "none")], ["a", "b"], [0, 1], notes) == 0
+    assert _common_seed([extended], ["a", "c"], [0, 1], notes) == 0 and notes == []
