@@ -322,11 +322,11 @@ def test_a_suite_runs_shares_its_reference_and_skips_what_is_done(
     second study's reference run names the first's, the suite summary holds the estimate and
     the actual time, the document is written (its numbers are MLflow's, the ablation's
     default row is the comparison's DHKD trial, main.tex compiles where pdflatex is), and a
-    second `suite run` skips both studies."""
+    second `suite run` skips both studies (extension: test_an_extended_suite_shares_...)."""
     from mlflow.tracking import MlflowClient
 
     import dhkd.training.fit
-    from dhkd.report.collect import load_study, load_units
+    from dhkd.report.collect import load_study
 
     trained: list[tuple[str, int]] = []
     real_fit = dhkd.training.fit.fit_units
@@ -375,7 +375,7 @@ def test_a_suite_runs_shares_its_reference_and_skips_what_is_done(
     assert first > 0 and summary["started"] <= summary["ended"]
     _check_document(doc, out, client, a, b)
 
-    assert main(args) == 0  # everything done: skipped, nothing trained again
+    assert main([*args, "--no-document"]) == 0  # everything done: skipped, nothing trained
     out = capsys.readouterr().out
     assert "study s-a: complete, skipped" in out and "study s-b: complete, skipped" in out
     assert len(trained) == 2
@@ -389,16 +389,6 @@ def test_a_suite_runs_shares_its_reference_and_skips_what_is_done(
                  str(storage), "--out", str(one), "--latex-layout", "onecolumn"]) == 0  # fmt: skip
     assert r"\documentclass[10pt]{article}" in (one / "main.tex").read_text()
     _check_latex(one)
-
-    path = _suite(tmp_path, studies, data={"synthetic": synthetic}, seeds=[0, 1, 2],
-                  preset="tiny", reference="knn")  # fmt: skip
-    assert main([*args, "--extend", "--no-document"]) == 0  # one more seed
-    out = capsys.readouterr().out
-    assert "(s-a, s-b extended: only the new units and trials are counted)" in out
-    assert sorted(trained[2:]) == [("widget", 0), ("widget", 1), ("widget", 2)]  # once, by s-a
-    assert "study s-b: the reference measured by s-a" in out
-    b = load_study("s-b", tracking_uri)
-    assert len(load_units(b, b.reference)) == 3 and len(load_units(b, b.trials[0])) == 3
 
 
 def _check_latex(doc: Path) -> None:
@@ -486,3 +476,45 @@ def test_a_reference_not_yet_in_mlflow_is_measured_again(tmp_path: Path) -> None
     assert ran == [("s-depth", True), ("s-other", True)]
     assert reference_source(second) == {"study": "s-depth", "run_id": "r1"}
     assert not (reference_dir(second) / "cost.json").exists()  # the compute stays with s-depth
+
+
+def test_an_extended_suite_shares_its_remeasured_reference(tmp_path: Path) -> None:
+    """Given one more seed, the first study measures its reference again on every unit and the
+    later study gets that measurement, not its own old one (a stand-in for the study runner)."""
+    from types import SimpleNamespace
+
+    from dhkd.study.driver.reference import measured_units, reference_dir, reference_source
+    from dhkd.study.driver.runner import RunOptions
+    from dhkd.study.state.layout import StudyPaths, write_json
+    from dhkd.suite.run import run_suite
+
+    _data(tmp_path / "data", {"a": 4})
+    data = {"root": "data", "dataset": "custom", "categories": ["a"]}
+    opts = RunOptions(storage_path=tmp_path / "ray")
+    ran: list[tuple[str, bool]] = []
+
+    def fake_run(spec, opts):  # measures the reference on the spec's units unless it has them
+        paths = StudyPaths(opts.storage_path, spec.name)
+        has = set(spec.units) <= measured_units(paths)
+        ran.append((spec.name, has))
+        if not has:
+            units = [{"category": c, "seed": s} for c, s in spec.units]
+            shutil.rmtree(reference_dir(paths), ignore_errors=True)
+            reference_dir(paths).mkdir(parents=True)
+            (reference_dir(paths) / "metrics.json").write_text(json.dumps({"units": units}))
+            write_json(paths.tracking_state, {"reference_run_id": f"r-{spec.name}",
+                                              "reference_logged": True})  # fmt: skip
+        return SimpleNamespace(complete=True, counts=lambda: {}, wall_s=1.0)
+
+    for seeds, expected in (([0], [("s-depth", False), ("s-other", True)]),
+                            ([0, 1], [("s-depth", False), ("s-other", True)])):  # fmt: skip
+        path = _suite(tmp_path, [STUDY, {**STUDY, "name": "other"}], data=data, seeds=seeds)
+        suite = load_suite(path)
+        specs = expand(suite)
+        ran.clear()
+        run_suite(plan_suite(suite, specs, cost_book(suite, specs, None)), specs, opts,
+                  run=fake_run, say=lambda _: None)  # fmt: skip
+        assert ran == expected
+        second = StudyPaths(opts.storage_path, "s-other")
+        assert measured_units(second) == {("a", s) for s in seeds}
+        assert reference_source(second) == {"study": "s-depth", "run_id": "r-s-depth"}
