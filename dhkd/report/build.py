@@ -191,23 +191,29 @@ def write_figures(data: StudyData, cols: list[Column], result: ReportResult, sto
 MARKER = ".dhkd-report"
 
 
-def clean(out: Path) -> None:
-    """Remove what an earlier report wrote (only our own outputs); refuse a non-empty folder
-    that no report wrote (e.g. --out .), so nothing else is ever deleted."""
-    if any(out.iterdir()) and not (out / MARKER).is_file():
+def clean(
+    out: Path,
+    outputs: tuple[str, ...] = OUTPUTS,
+    marker: str = MARKER,
+    writer: str = "dhkd report",
+    what: str = "report",
+) -> None:
+    """Remove what an earlier `writer` run wrote into `out` (only its `outputs`); refuse a
+    non-empty folder without its `marker` (e.g. --out .), so nothing else is ever deleted."""
+    if any(out.iterdir()) and not (out / marker).is_file():
         from dhkd.errors import DhkdError
 
         raise DhkdError(
-            f"{out} is not empty and holds no earlier report ({MARKER} is missing); "
+            f"{out} is not empty and holds no earlier {what} ({marker} is missing); "
             "pass --out with a new or empty folder"
         )
-    for name in OUTPUTS:
+    for name in outputs:
         path = out / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-    (out / MARKER).write_text("written by `dhkd report`; its outputs here are replaced on rerun\n")
+    (out / marker).write_text(f"written by `{writer}`; its outputs here are replaced on rerun\n")
 
 
 def build_report(

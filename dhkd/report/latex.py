@@ -252,9 +252,13 @@ def notes_markdown(table: Table, metric_file: str) -> str:
     out = [f"# Notes to the {table.title} table of study `{table.study}`", ""]
     tex, md = f"{metric_file}.tex", f"{metric_file}.md"
     out += [f"For [{tex}]({tex}) and [{md}]({md}).", ""]
-    for line in long_notes(table):
-        out.append(f"  - {line.strip()}" if line.startswith("  ") else f"- {line}")
+    out += markdown_items(long_notes(table))
     return "\n".join(out) + "\n"
+
+
+def markdown_items(lines: list[str]) -> list[str]:
+    """Plain-text note lines as a Markdown list; a line indented by two spaces is nested."""
+    return [f"  - {line.strip()}" if line.startswith("  ") else f"- {line}" for line in lines]
 
 
 def itemize_lines(lines: list[str]) -> list[str]:
@@ -277,12 +281,16 @@ def itemize_lines(lines: list[str]) -> list[str]:
 def notes_latex(table: Table) -> str:
     """The long notes as a LaTeX fragment (an appendix or supplementary section can
     \\input it); nested items keep their indent."""
-    out = [
-        r"\begingroup\sloppy",
+    heading = (
         rf"\paragraph{{Notes to Table~\ref{{{label(table)}}}}} "
-        rf"({latex_escape(table.title)}, study \texttt{{{latex_escape(table.study)}}}).",
-        r"\begin{itemize}",
-    ]
-    out += itemize_lines(long_notes(table))
+        rf"({latex_escape(table.title)}, study \texttt{{{latex_escape(table.study)}}})."
+    )
+    return notes_fragment(heading, long_notes(table))
+
+
+def notes_fragment(heading: str, lines: list[str]) -> str:
+    """A notes paragraph `heading` (LaTeX) followed by `lines` as an itemize (itemize_lines),
+    set sloppy so long names break instead of running into the margin."""
+    out = [r"\begingroup\sloppy", heading, r"\begin{itemize}", *itemize_lines(lines)]
     out += [r"\end{itemize}", r"\endgroup"]
     return "\n".join(out) + "\n"

@@ -4,9 +4,10 @@ r"""Compile every generated LaTeX table in a one-column and a two-column paper.
 
 Every .tex file under DIR (preamble.tex aside: it is the preamble; a whole document such as a
 suite's main.tex aside too) is put between paragraphs of filler text in a plain `article` (10pt,
-one column) and a plain `article` (10pt, twocolumn), with the preamble.tex of its folder (or, where there is none, dhkd's own, latex.PREAMBLE), and
-built with pdflatex. A file fails on a LaTeX error or an overfull box; the exit status is 1 when
-any fails. With --out every page of every document is rendered to PNG (pdftoppm) to look at.
+one column) and a plain `article` (10pt, twocolumn), with the preamble.tex of its folder (or,
+where there is none, dhkd's own, latex.PREAMBLE), and built with pdflatex. A file fails on a
+LaTeX error or an overfull box; the exit status is 1 when any fails. With --out every page of
+every document is rendered to PNG (pdftoppm) to look at.
 
 Needs pdflatex (Debian: texlive-latex-base and texlive-latex-recommended) and, for --out,
 pdftoppm (poppler-utils).

@@ -29,12 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from dhkd.errors import DhkdError
+from dhkd.report.build import clean
 from dhkd.report.collect import METRICS, StudyData, load_study
 from dhkd.report.html import write_html
 from dhkd.report.latex import (
     PREAMBLE,
     label,
     latex_escape,
+    markdown_items,
     notes_latex,
     notes_markdown,
     to_latex,
@@ -81,22 +83,6 @@ class Document:
 
 def comparison_spec(specs: list[StudySpec]) -> StudySpec | None:
     return next((s for s in specs if list(s.scientific) == ["method"]), None)
-
-
-def _clean(out: Path) -> None:
-    """Replace what an earlier document wrote; refuse a non-empty folder it did not write."""
-    if any(out.iterdir()) and not (out / MARKER).is_file():
-        raise DhkdError(
-            f"{out} is not empty and holds no earlier suite document ({MARKER} is missing); "
-            "pass --out with a new or empty folder"
-        )
-    for name in OUTPUTS:
-        path = out / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    (out / MARKER).write_text("written by `dhkd suite report`; its outputs are replaced on rerun\n")
 
 
 def load_studies(
@@ -154,7 +140,7 @@ def ablation_tables(found, layout: str, folder: Path, doc: Document) -> None:
         (folder / f"{stem}.csv").write_text(R.to_csv(ablation))
         (folder / f"{stem}_notes.tex").write_text(R.notes_latex(ablation))
         lines = [f"# Notes to the ablation table of study `{spec.name}`", ""]
-        lines += [f"  - {x.strip()}" if x.startswith("  ") else f"- {x}" for x in R.notes(ablation)]
+        lines += markdown_items(R.notes(ablation))
         (folder / f"{stem}_notes.md").write_text("\n".join(lines) + "\n")
         doc.provenance += provenance(ablation)
 
@@ -244,7 +230,7 @@ def build_document(
         raise DhkdError(f"unknown layout {layout!r}; choose twocolumn or onecolumn")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _clean(out)
+    clean(out, OUTPUTS, MARKER, "dhkd suite report", "suite document")
     doc = Document(out)
     found = load_studies(specs, tracking_uri, doc.notes)
     tables = out / "tables"

@@ -16,7 +16,7 @@ import io
 import re
 
 from dhkd.report.collect import METRICS
-from dhkd.report.latex import LAYOUTS, itemize_lines, latex_escape
+from dhkd.report.latex import LAYOUTS, latex_escape, notes_fragment
 from dhkd.report.tables import TITLES, Cell
 from dhkd.suite.ablation import Ablation, Row, delta, findings, seed_counts
 
@@ -196,12 +196,8 @@ def to_latex(ablation: Ablation, layout: str = "twocolumn") -> str:
 
 
 def notes_latex(ablation: Ablation) -> str:
-    out = [
-        r"\begingroup\sloppy",
+    heading = (
         rf"\paragraph{{Notes to Table~\ref{{{label(ablation)}}}}} (study "
-        rf"\texttt{{{latex_escape(ablation.study)}}}).",
-        r"\begin{itemize}",
-    ]
-    out += itemize_lines(notes(ablation))
-    out += [r"\end{itemize}", r"\endgroup"]
-    return "\n".join(out) + "\n"
+        rf"\texttt{{{latex_escape(ablation.study)}}})."
+    )
+    return notes_fragment(heading, notes(ablation))

@@ -204,4 +204,3 @@ def test_the_committed_suite_document_compiles_without_overfull_boxes(tmp_path):
     assert compile_pdf(folder) == {"compiled": True, "errors": [], "overfull": []}
     assert (folder / "main.pdf").stat().st_size > 100_000
     assert REPORTS / "local" / "main.tex" not in latex_check.tables_under(REPORTS)
-
