@@ -50,7 +50,8 @@ class StudyLoo:
         }
 
 
-def _numbers(trial: Trial, categories: list[str], metrics: list[str]) -> dict:
+def numbers(trial: Trial, categories: list[str], metrics: list[str]) -> dict:
+    """category -> metric -> the trial's final `test/<category>/<metric>` (present ones)."""
     out: dict[str, dict[str, float]] = {}
     for cat in categories:
         got = {m: trial.metric(metric_key(cat, m)) for m in metrics}
@@ -58,8 +59,11 @@ def _numbers(trial: Trial, categories: list[str], metrics: list[str]) -> dict:
     return out
 
 
-def _provenance(col: Column, category: str, metrics, prefix: str = "") -> list[dict[str, Any]]:
-    """One row per number of `col`'s trial on `category` in the CSV column `<prefix><metric>`."""
+def number_rows(
+    col: Column, category: str, metrics, prefix: str = "", table: str = FILE
+) -> list[dict[str, Any]]:
+    """Provenance: one row per number of `col`'s trial on `category` in the CSV column
+    `<prefix><metric>` of `table`."""
     rows = []
     for m in metrics:
         raw = col.trial.metric(metric_key(category, m))
@@ -67,7 +71,7 @@ def _provenance(col: Column, category: str, metrics, prefix: str = "") -> list[d
             continue
         rows.append(
             {
-                "table": FILE,
+                "table": table,
                 "row": category,
                 "column": prefix + m,
                 "label": col.label,
@@ -92,7 +96,7 @@ def study_leave_one_out(data: StudyData, cols: list[Column], notes: list[str]) -
         return None
     metric, mode = data.objective
     metrics = list(dict.fromkeys([*METRICS, metric]))
-    values = {c.key: _numbers(c.trial, data.categories, metrics) for c in candidates}
+    values = {c.key: numbers(c.trial, data.categories, metrics) for c in candidates}
     try:
         result = loo.leave_one_out(values, metric, mode)
     except DhkdError as exc:
@@ -102,15 +106,15 @@ def study_leave_one_out(data: StudyData, cols: list[Column], notes: list[str]) -
     reference = next((c for c in cols if c.key == REFERENCE and c.trial is not None), None)
     baseline = None
     if reference is not None:
-        numbers = _numbers(reference.trial, data.categories, metrics)
-        baseline = loo.Baseline(REFERENCE, reference.label, numbers)
+        ref_numbers = numbers(reference.trial, data.categories, metrics)
+        baseline = loo.Baseline(REFERENCE, reference.label, ref_numbers)
     by_key = {c.key: c for c in candidates}
     rows = []
     for held in result.held_out:
         if held.chosen is not None:
-            rows += _provenance(by_key[held.chosen], held.category, METRICS)
+            rows += number_rows(by_key[held.chosen], held.category, METRICS)
         if reference is not None:
-            rows += _provenance(reference, held.category, METRICS, f"{REFERENCE} ")
+            rows += number_rows(reference, held.category, METRICS, f"{REFERENCE} ")
     labels = {c.key: c.label for c in cols}
     return StudyLoo(data.name, result, labels, baseline, rows)
 

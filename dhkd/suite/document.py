@@ -7,6 +7,8 @@ Output folder (default reports/<suite>):
                               DHKD, BiKD and the kNN reference of the comparison study, with
                               the published columns (dhkd/report/published_results.json)
     tables/ablation_<study>.md|.tex|.csv (+ _notes)   one per ablation study (ablation.py)
+    tables/loo_<study>.md|.tex|.csv   per ablation, the row each held-out category chooses on
+                              the others' test numbers, beside the kNN reference (held_out.py)
     tables/preamble.tex       the packages the tables need
     figures/sensitivity.png   metrics vs each numeric ablation parameter (sensitivity.py)
     figures/qualitative.png   anomaly maps across categories and methods (qualitative.py)
@@ -42,6 +44,7 @@ from dhkd.report.latex import (
     to_latex,
 )
 from dhkd.report.latex_check import log_findings
+from dhkd.report.loo import to_markdown as loo_markdown
 from dhkd.report.paths import portable_text
 from dhkd.report.render import FINGERPRINT_FIELDS, provenance_rows, to_csv, to_markdown
 from dhkd.report.select import REFERENCE, columns
@@ -49,6 +52,8 @@ from dhkd.report.tables import Table, build_table
 from dhkd.study.design.spec import StudySpec
 from dhkd.suite import render as R
 from dhkd.suite.ablation import Ablation, build_ablation, findings, method_title, provenance
+from dhkd.suite.held_out import AblationLoo, ablation_loo, reference_of
+from dhkd.suite.held_out import write as write_held_out
 from dhkd.suite.run import summary_path
 from dhkd.suite.sensitivity import numeric, points, sensitivity_figure
 from dhkd.suite.spec import SuiteSpec
@@ -75,6 +80,7 @@ class Document:
     main: dict[str, Table] = field(default_factory=dict)
     comparison: str | None = None
     ablations: list[Ablation] = field(default_factory=list)
+    held_out: dict[str, AblationLoo] = field(default_factory=dict)  # ablation study -> table
     figures: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     provenance: list[dict[str, Any]] = field(default_factory=list)
@@ -127,6 +133,8 @@ def main_tables(data: StudyData, layout: str, folder: Path, doc: Document) -> No
 
 
 def ablation_tables(found, layout: str, folder: Path, doc: Document) -> None:
+    compare = next((d for s, d in found if s.name == doc.comparison), None)
+    reference = reference_of(compare)
     for spec, data in found:
         if spec.name == doc.comparison or not any(
             p.type == "categorical" for p in spec.scientific.values()
@@ -143,6 +151,11 @@ def ablation_tables(found, layout: str, folder: Path, doc: Document) -> None:
         lines += markdown_items(R.notes(ablation))
         (folder / f"{stem}_notes.md").write_text("\n".join(lines) + "\n")
         doc.provenance += provenance(ablation)
+        held = ablation_loo(ablation, data.objective[1], reference, doc.notes)
+        if held is not None:
+            doc.held_out[spec.name] = held
+            write_held_out(held, folder, layout)
+            doc.provenance += held.provenance
 
 
 def _save_png(fig, path: Path) -> Path:
@@ -371,6 +384,9 @@ def main_tex(suite: SuiteSpec, found, doc: Document, layout: str, meta: dict) ->
         for ablation in doc.ablations:
             lines.append(rf"\input{{tables/ablation_{ablation.study}}}")
             lines += [e(" ".join(findings(ablation))), ""]
+            held = doc.held_out.get(ablation.study)
+            if held is not None:
+                lines += [rf"\input{{tables/{held.stem}}}", e(held.summary()), ""]
     if "sensitivity" in doc.figures:
         lines += [
             r"\section{Sensitivity}",
@@ -488,6 +504,10 @@ def readme(suite: SuiteSpec, found, doc: Document, meta: dict) -> str:
             lines += [f"### {ablation.question} (`{ablation.study}`)", "", R.to_markdown(ablation)]
             lines += [f"- {line}" for line in findings(ablation)]
             lines += [f"- Notes and tests: [tables/{stem}_notes.md](tables/{stem}_notes.md)", ""]
+            held = doc.held_out.get(ablation.study)
+            if held is not None:
+                table = loo_markdown(held.result, held.labels, held.baseline, title="")
+                lines += [held.summary(), "", table.replace("### \n\n", "", 1), ""]
     for name, title in (("sensitivity", "Sensitivity"), ("qualitative", "Qualitative results")):
         if name in doc.figures:
             lines += [f"## {title}", "", f"![{name}](figures/{name}.png)", ""]
