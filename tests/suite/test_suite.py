@@ -263,7 +263,7 @@ def test_local_suite_plans_within_its_budget() -> None:
         assert spec.fixed == {} and spec.nuisance == {} and spec.sampler.type == "grid"
     plan = plan_suite(suite, specs, cost_book(suite, specs, None))
     assert plan.missing == [] and plan.problems() == []
-    assert plan.wall_s is not None and plan.wall_s < 3 * 3600
+    assert plan.wall_s is not None and plan.wall_s < 8 * 3600  # overnight on 2 cores
     (ref,) = plan.references
     assert (ref.method, ref.units, ref.listed) == ("knn", 8, 48)
 
