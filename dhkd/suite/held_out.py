@@ -22,6 +22,7 @@ from dhkd.report.collect import METRICS, StudyData
 from dhkd.report.loo_study import TEST_IMAGES, number_rows, numbers
 from dhkd.report.select import REFERENCE, Column, columns
 from dhkd.suite.ablation import Ablation, method_title
+from dhkd.suite.render import row_label
 
 
 @dataclass
@@ -43,7 +44,7 @@ class AblationLoo:
         """One sentence: how many held-out categories kept the default, which chose what
         else, and the estimate beside the in-sample choice."""
         res, n = self.result, len(self.result.held_out)
-        default = self.labels.get(self.default or "", "the default")
+        default = self.labels.get(self.default or "", "the default").removesuffix(" (default)")
         others = [
             f"{h.category} chose {self.labels.get(h.chosen, h.chosen)}"
             for h in res.held_out
@@ -113,7 +114,7 @@ def ablation_loo(
         ablation.study,
         stem,
         result,
-        {r.key: r.label for r in ablation.rows},
+        {r.key: row_label(r) for r in ablation.rows},
         base.key if base else None,
         reference.baseline if reference else None,
         provenance,

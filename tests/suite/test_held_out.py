@@ -66,7 +66,7 @@ def test_each_held_out_category_is_judged_with_the_row_the_others_chose(tmp_path
     held = ablation_loo(ablation, "max", reference_of(compare), notes)
     assert notes == []
     chosen = {h.category: held.labels[h.chosen] for h in held.result.held_out}
-    assert chosen == {"a": "σ 0.2", "b": "σ 0.2", "c": "σ 0.5"}
+    assert chosen == {"a": "σ 0.2 (default)", "b": "σ 0.2 (default)", "c": "σ 0.5"}
     values = {h.category: h.values["pixel_aupro"] for h in held.result.held_out}
     assert values == pytest.approx({"a": 0.80, "b": 0.80, "c": 0.50})
     assert held.result.estimate["pixel_aupro"] == pytest.approx(0.70)
