@@ -41,8 +41,25 @@ DECISION_TITLES = {
 }
 
 
+MEAN_OF_METRICS = "mean_of_metrics"  # a criterion: the mean of METRICS on a category
+CRITERION_TITLES = {MEAN_OF_METRICS: "score (the mean of image AUROC, pixel AUROC and AU-PRO)"}
+
+
 def metric_title(metric: str) -> str:
-    return TITLES.get(metric) or DECISION_TITLES.get(metric, metric)
+    return TITLES.get(metric) or DECISION_TITLES.get(metric) or CRITERION_TITLES.get(metric, metric)
+
+
+def with_mean_of_metrics(values: Values) -> Values:
+    """`values` with MEAN_OF_METRICS added on every category that has all of METRICS."""
+    out: Values = {}
+    for column, cats in values.items():
+        out[column] = {}
+        for cat, got in cats.items():
+            row = dict(got)
+            if all(m in got for m in METRICS):
+                row[MEAN_OF_METRICS] = _mean([got[m] for m in METRICS])
+            out[column][cat] = row
+    return out
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,7 @@ def ablation_tables(found, layout: str, folder: Path, doc: Document) -> None:
         lines += markdown_items(R.notes(ablation))
         (folder / f"{stem}_notes.md").write_text("\n".join(lines) + "\n")
         doc.provenance += provenance(ablation)
-        held = ablation_loo(ablation, data.objective[1], reference, doc.notes)
+        held = ablation_loo(ablation, reference, doc.notes)
         if held is not None:
             doc.held_out[spec.name] = held
             write_held_out(held, folder, layout)
