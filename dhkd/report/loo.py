@@ -258,14 +258,16 @@ def to_markdown(
     title: str = "Leave-one-category-out",
     metrics=METRICS,
 ) -> str:
-    """The table in Markdown: a row per held-out category, the estimate and the in-sample row."""
+    """The table in Markdown: a row per held-out category, the estimate and the in-sample row,
+    under a `### title` heading (none when title is empty)."""
     labels = labels or {}
     head = ["Held-out category", "Chosen on the other categories"]
     for m in metrics:
         head.append(metric_title(m))
         if baseline is not None:
             head += [f"{metric_title(m)}, {baseline.label}", "Δ"]
-    lines = [f"### {title}", "", "| " + " | ".join(head) + " |"]
+    lines = [f"### {title}", ""] if title else []
+    lines.append("| " + " | ".join(head) + " |")
     lines.append("|:--|:--|" + "|".join("--:" for _ in head[2:]) + "|")
     for row in rows(result, baseline, metrics):
         texts = []

@@ -121,12 +121,29 @@ def study_leave_one_out(data: StudyData, cols: list[Column], notes: list[str]) -
 
 def write_leave_one_out(study: StudyLoo, folder: Path, layout: str) -> None:
     """tables/leave_one_out.md|.csv|.tex."""
-    args = (study.result, study.labels, study.baseline)
     title = f"Leave-one-category-out — study `{study.study}`"
-    (folder / f"{FILE}.md").write_text(loo.to_markdown(*args, title=title) + f"- {TEST_IMAGES}\n")
-    (folder / f"{FILE}.csv").write_text(loo.to_csv(*args))
-    tex = loo.to_latex(*args, study=study.study, layout=layout, note=TEST_IMAGES)
-    (folder / f"{FILE}.tex").write_text(tex)
+    write_loo_tables(study.result, study.labels, study.baseline, study.study, folder, FILE,
+                     title, layout)  # fmt: skip
+
+
+def write_loo_tables(
+    result: loo.LooResult,
+    labels: dict[str, str],
+    baseline: loo.Baseline | None,
+    study: str,
+    folder: Path,
+    stem: str,
+    title: str,
+    layout: str,
+) -> None:
+    """folder/<stem>.md|.csv|.tex of a leave-one-category-out table, each saying that the
+    choices were made on the other categories' test numbers."""
+    args = (result, labels, baseline)
+    md = loo.to_markdown(*args, title=title) + f"- {TEST_IMAGES}\n"
+    (folder / f"{stem}.md").write_text(md)
+    (folder / f"{stem}.csv").write_text(loo.to_csv(*args))
+    tex = loo.to_latex(*args, study=study, layout=layout, note=TEST_IMAGES)
+    (folder / f"{stem}.tex").write_text(tex)
 
 
 def readme_lines(study: StudyLoo, protocol: str) -> list[str]:

@@ -507,7 +507,7 @@ def readme(suite: SuiteSpec, found, doc: Document, meta: dict) -> str:
             held = doc.held_out.get(ablation.study)
             if held is not None:
                 table = loo_markdown(held.result, held.labels, held.baseline, title="")
-                lines += [held.summary(), "", table.replace("### \n\n", "", 1), ""]
+                lines += [held.summary(), "", table, ""]
     for name, title in (("sensitivity", "Sensitivity"), ("qualitative", "Qualitative results")):
         if name in doc.figures:
             lines += [f"## {title}", "", f"![{name}](figures/{name}.png)", ""]

@@ -22,7 +22,7 @@ from typing import Any
 from dhkd.errors import DhkdError
 from dhkd.report import loo
 from dhkd.report.collect import METRICS, StudyData
-from dhkd.report.loo_study import TEST_IMAGES, number_rows, numbers
+from dhkd.report.loo_study import number_rows, numbers, write_loo_tables
 from dhkd.report.select import REFERENCE, Column, columns
 from dhkd.suite.ablation import Ablation, method_title
 from dhkd.suite.render import row_label
@@ -125,12 +125,6 @@ def ablation_loo(
 
 def write(held: AblationLoo, folder: Path, layout: str) -> None:
     """tables/<stem>.md|.csv|.tex."""
-    args = (held.result, held.labels, held.baseline)
     title = f"Leave-one-category-out — ablation `{held.study}`"
-    (folder / f"{held.stem}.md").write_text(
-        loo.to_markdown(*args, title=title) + f"- {TEST_IMAGES}\n"
-    )
-    (folder / f"{held.stem}.csv").write_text(loo.to_csv(*args))
-    (folder / f"{held.stem}.tex").write_text(
-        loo.to_latex(*args, study=held.study, layout=layout, note=TEST_IMAGES)
-    )
+    write_loo_tables(held.result, held.labels, held.baseline, held.study, folder, held.stem,
+                     title, layout)  # fmt: skip
